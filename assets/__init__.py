@@ -1,0 +1,21 @@
+"""Dagster assets: one module per stage of the graph; each thin, the ML lives in ml_core."""
+
+from assets.autoencoder import autoencoder
+from assets.dataset_tokens import dataset_tokens
+from assets.ground_truth_ranks import ground_truth_ranks
+from assets.model_embeddings import model_embeddings
+from assets.model_parameters import model_parameters
+from assets.model_recommendations import model_recommendations
+from assets.ranking_transformer import ranking_transformer
+
+ALL_ASSETS = [
+    model_parameters,
+    autoencoder,
+    model_embeddings,
+    dataset_tokens,
+    ground_truth_ranks,
+    ranking_transformer,
+    model_recommendations,
+]
+
+__all__ = ["ALL_ASSETS", *[a.key.path[-1] for a in ALL_ASSETS]]

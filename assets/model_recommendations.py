@@ -1,0 +1,133 @@
+"""Asset ``model_recommendations``: the whole zoo ranked for one dataset, labelled or not."""
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+from dagster import (
+    AllPartitionMapping,
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetIn,
+    Config,
+    MetadataValue,
+    Output,
+    asset,
+)
+from upath import UPath
+
+from assets.artifacts import ArtifactRef, materialize_cached
+from assets.dataset_tokens import load_tokens
+from assets.ground_truth_ranks import load_ranks
+from assets.model_embeddings import load_embedding
+from assets.partitions import datasets_partitions
+from assets.ranking_transformer import load_ranker
+from ml_core.baselines import data_free_prior
+from ml_core.metrics import ranking_report
+from ml_core.recommend import recommendation_table
+from resources.artifact_store import ArtifactStore
+
+CODE_VERSION = "1"
+RECOMMENDATIONS_FILE = "recommendations.parquet"
+
+
+class RecommendationConfig(Config):
+    top_k_shown: int = 10
+
+
+@asset(
+    partitions_def=datasets_partitions,
+    code_version=CODE_VERSION,
+    io_manager_key="artifact_io_manager",
+    group_name="ranking",
+    kinds={"pandas", "parquet"},
+    ins={
+        "model_embeddings": AssetIn(partition_mapping=AllPartitionMapping(), metadata={"all_partitions": True}),
+    },
+    check_specs=[AssetCheckSpec("every_model_ranked", asset="model_recommendations")],
+    description="The ranked zoo for one dataset (rank 0 = recommended first), with the prior and, if known, accuracy.",
+)
+def model_recommendations(
+    context: AssetExecutionContext,
+    config: RecommendationConfig,
+    store: ArtifactStore,
+    ranking_transformer: ArtifactRef,
+    dataset_tokens: ArtifactRef,
+    model_embeddings: dict[str, ArtifactRef],
+    ground_truth_ranks: ArtifactRef,
+):
+    dataset_key = context.partition_key
+    inputs = {
+        "ranking_transformer": ranking_transformer.content_hash,
+        "dataset_tokens": dataset_tokens.content_hash,
+        "ground_truth_ranks": ground_truth_ranks.content_hash,
+    } | {f"model:{k}": r.content_hash for k, r in model_embeddings.items()}
+
+    def build(directory: UPath) -> tuple[str, dict]:
+        ranker = load_ranker(ranking_transformer, store)
+        model_keys = sorted(model_embeddings)
+        model_tokens = np.stack([load_embedding(model_embeddings[k], store).token for k in model_keys])
+        scores = ranker.score(load_tokens(dataset_tokens, store), model_tokens)
+        ranks = load_ranks(ground_truth_ranks, store)
+        accuracy_by_dataset = ranks.pivot(index="dataset_key", columns="model_key", values="accuracy").reindex(
+            columns=model_keys
+        )
+        splits = ranker.info.get("splits", {})
+        train = [d for d, split in splits.items() if split == "train" and d in accuracy_by_dataset.index]
+        prior = data_free_prior(accuracy_by_dataset.loc[train].to_numpy()) if train else None
+        accuracy = (
+            accuracy_by_dataset.loc[dataset_key].to_numpy(dtype=np.float64)
+            if dataset_key in accuracy_by_dataset.index
+            else None
+        )
+        table = recommendation_table(model_keys, scores, prior_scores=prior, accuracy=accuracy)
+        with (directory / RECOMMENDATIONS_FILE).open("wb") as handle:
+            table.to_parquet(handle, index=False)
+        summary: dict = {
+            "n_models": len(model_keys),
+            "split": splits.get(dataset_key, "unlabelled"),
+            "top_models": table["model"].head(config.top_k_shown).tolist(),
+        }
+        if accuracy is not None and np.sum(~np.isnan(accuracy)) >= 2:
+            summary["ranker"] = ranking_report(accuracy, scores)
+            if prior is not None:
+                summary["prior"] = ranking_report(accuracy, prior)
+        content = hashlib.sha256(pd.util.hash_pandas_object(table, index=False).values.tobytes()).hexdigest()
+        return content, summary
+
+    result = materialize_cached(
+        store,
+        asset="model_recommendations",
+        partition=dataset_key,
+        code_version=CODE_VERSION,
+        config=config.model_dump(),
+        inputs=inputs,
+        build=build,
+        log=context.log,
+    )
+    s = result.summary
+    table = load_recommendations(result.ref, store)
+    metadata = {
+        **result.base_metadata(),
+        "dataset": dataset_key,
+        "dataset_split": s["split"],
+        "n_models": s["n_models"],
+        "recommended": s["top_models"][0] if s["top_models"] else "",
+        "recommendations": MetadataValue.md(table.head(config.top_k_shown).round(4).to_markdown(index=False)),
+    }
+    for method in ("ranker", "prior"):
+        if method in s:
+            metadata[f"{method}_weighted_tau_truth"] = float(s[method]["weighted_tau_truth"])
+            metadata[f"{method}_top1_regret"] = float(s[method]["top1_regret"])
+    yield Output(result.ref, data_version=result.data_version, metadata=metadata)
+    yield AssetCheckResult(
+        check_name="every_model_ranked",
+        passed=len(table) == len(model_embeddings) and bool(np.isfinite(table["score"]).all()),
+        metadata={"n_ranked": len(table), "n_models": len(model_embeddings)},
+    )
+
+
+def load_recommendations(ref: ArtifactRef, store: ArtifactStore) -> pd.DataFrame:
+    with (ref.directory(store) / RECOMMENDATIONS_FILE).open("rb") as handle:
+        return pd.read_parquet(handle)

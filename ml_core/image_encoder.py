@@ -1,0 +1,412 @@
+"""The CLIP image encoder (open_clip) that turns dataset images into feature vectors.
+
+An encoder is named by an :class:`ImageEncoderSpec`: an open_clip architecture plus either a
+pretrained tag (``"openai"``, ``"laion2b_s34b_b79k"``, ...) or a local weights file. Loading never
+touches the network unless ``MODELREC_ALLOW_DOWNLOAD=1``: a tag whose weights are not already in
+the local Hugging Face / open_clip cache fails at once with an :class:`ImageEncoderError` that
+says how to point at a local file. Features are computed with the EVAL transform (resize,
+centre crop, normalise; no augmentation) and L2-normalised as CLIP usage does.
+
+:func:`write_random_open_clip_standin` writes a tiny, randomly initialised open_clip ViT (config
+JSON + ``.safetensors``) for tests and demos; it is loaded through the same local-file path a
+user's real weights take, and :meth:`LoadedImageEncoder.describe` labels it as a stand-in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+
+from ml_core.storage import hash_parts, sha256_file, stable_json
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".npz")
+RANDOM_WEIGHTS_NOTE = "random weights (stand-in, not CLIP)"
+LOCAL_WEIGHTS_HOWTO = (
+    "set pretrained to a local .safetensors/.pt file, e.g. "
+    "MODELREC_ENCODER_PRETRAINED=path/to/open_clip_model.safetensors "
+    "(with MODELREC_ENCODER_CONFIG=path/to/<architecture>.json for an architecture open_clip "
+    "does not know), or set MODELREC_ALLOW_DOWNLOAD=1 on a machine with network access"
+)
+STANDIN_METADATA_KEY = "standin"
+_STANDIN_ARCH = "modelrec-tiny-vit-standin"
+
+
+class ImageEncoderError(ValueError):
+    """The image encoder cannot be built or loaded; the message names the file or tag."""
+
+
+@dataclass(frozen=True)
+class ImageEncoderSpec:
+    """Which open_clip image encoder to use and how to run it.
+
+    ``pretrained`` is an open_clip pretrained tag or a local weights file path; ``None`` means
+    random weights and is refused unless ``allow_random``. ``model_config_file`` is a local
+    open_clip model-config JSON whose file stem must equal ``architecture``.
+    """
+
+    architecture: str
+    pretrained: str | None
+    kind: Literal["open_clip"] = "open_clip"
+    model_config_file: str | None = None
+    precision: Literal["fp32", "bf16"] = "fp32"
+    device: str = "cpu"
+    normalize: bool = True
+    allow_random: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("pretrained", "model_config_file"):
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                object.__setattr__(self, name, os.fspath(value))
+        if self.kind != "open_clip":
+            raise ImageEncoderError(f"image encoder kind {self.kind!r} is not supported (only 'open_clip')")
+        if self.precision not in ("fp32", "bf16"):
+            raise ImageEncoderError(f"precision {self.precision!r} must be 'fp32' or 'bf16'")
+
+
+@dataclass
+class LoadedImageEncoder:
+    """An open_clip image tower in eval mode with its eval preprocessing.
+
+    ``preprocess``: PIL RGB image -> FloatTensor (3, H, W), normalised with the model's mean/std.
+    ``encode``: FloatTensor (B, 3, H, W) -> FloatTensor (B, D) float32 on the CPU.
+    """
+
+    spec: ImageEncoderSpec
+    model: torch.nn.Module
+    preprocess: Callable[[Image.Image], torch.Tensor]
+    feature_dim: int
+    image_size: tuple[int, int]
+    _description: dict[str, Any] = field(repr=False)
+
+    @torch.inference_mode()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Image features (B, D) float32 (unit L2 norm when ``spec.normalize``) for a batch (B, 3, H, W)."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+        device = torch.device(self.spec.device)
+        images = images.to(device, dtype=torch.float32, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.spec.precision == "bf16"):
+            features = self.model.encode_image(images)
+        features = features.float()
+        if self.spec.normalize:
+            features = torch.nn.functional.normalize(features, dim=-1)
+        return features.cpu()
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-safe description of what produced the features (no absolute paths)."""
+        return json.loads(json.dumps(self._description))
+
+    def fingerprint(self) -> str:
+        """Stable hash of :meth:`describe` (a cache key for features made by this encoder)."""
+        return hash_parts("image_encoder", self._description)
+
+
+def load_image_encoder(spec: ImageEncoderSpec) -> LoadedImageEncoder:
+    """Build the open_clip model of ``spec`` with its weights and EVAL transform.
+
+    Raises :class:`ImageEncoderError` for a missing weights file or config, a tag whose weights
+    are not cached while offline (at once, with no network attempt), or ``pretrained=None``
+    without ``allow_random``. Unless downloads are allowed (``MODELREC_ALLOW_DOWNLOAD=1`` and no
+    ``HF_HUB_OFFLINE`` / ``MODELREC_OFFLINE``), sets ``HF_HUB_OFFLINE=1`` in the process environment.
+    """
+    allow_download = _downloads_allowed()  # sets HF_HUB_OFFLINE=1 before open_clip is imported
+    source = _resolve_source(spec)
+    import open_clip
+
+    if spec.model_config_file is not None:
+        _register_model_config(open_clip, spec.architecture, Path(spec.model_config_file))
+    elif open_clip.get_model_config(spec.architecture) is None:
+        raise ImageEncoderError(
+            f"open_clip does not know the architecture {spec.architecture!r}; give its model-config "
+            f"JSON as model_config_file (file stem = architecture name)"
+        )
+
+    kwargs: dict[str, Any] = {}
+    if source.kind == "tag":
+        pretrained_cfg = open_clip.get_pretrained_cfg(spec.architecture, source.value)
+        if not pretrained_cfg:
+            tags = open_clip.list_pretrained_tags_by_model(spec.architecture)
+            raise ImageEncoderError(
+                f"pretrained={source.value!r} is neither an existing local file nor an open_clip tag "
+                f"for {spec.architecture!r} (known tags: {tags}); {LOCAL_WEIGHTS_HOWTO}"
+            )
+        if allow_download:
+            pretrained_arg: str | None = source.value
+        else:
+            cached = _cached_tag_weights(pretrained_cfg)
+            if cached is None:
+                raise ImageEncoderError(
+                    f"pretrained tag {source.value!r} of {spec.architecture!r} needs a download, and "
+                    f"downloads are off (offline); {LOCAL_WEIGHTS_HOWTO}"
+                )
+            logger.info("using cached weights of tag %r: %s", source.value, cached)
+            pretrained_arg = str(cached)
+            # What open_clip would take from the tag's config, given the cached file instead.
+            kwargs.update(
+                image_mean=pretrained_cfg.get("mean"),
+                image_std=pretrained_cfg.get("std"),
+                image_interpolation=pretrained_cfg.get("interpolation"),
+                image_resize_mode=pretrained_cfg.get("resize_mode"),
+            )
+    elif source.kind == "file":
+        pretrained_arg = str(source.path)
+    else:
+        pretrained_arg = None
+
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            spec.architecture,
+            pretrained=pretrained_arg,
+            precision="fp32",
+            device=spec.device,
+            **kwargs,
+        )
+    except Exception as error:
+        where = source.path.name if source.path is not None else source.value
+        raise ImageEncoderError(
+            f"cannot load open_clip {spec.architecture!r} with weights {where!r} "
+            f"({source.path or 'tag'}): {type(error).__name__}: {error}"
+        ) from error
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+
+    pp_cfg = dict(model.visual.preprocess_cfg)
+    image_size = _pair(pp_cfg.get("size", getattr(model.visual, "image_size", 224)))
+    feature_dim = _feature_dim(model, image_size, spec.device)
+    description = _describe(spec, source, pp_cfg, preprocess, image_size, feature_dim)
+    logger.info(
+        "image encoder %s (%s): %d-d features, %dx%d input",
+        spec.architecture,
+        description["pretrained"],
+        feature_dim,
+        *image_size,
+    )
+    return LoadedImageEncoder(
+        spec=spec,
+        model=model,
+        preprocess=preprocess,
+        feature_dim=feature_dim,
+        image_size=image_size,
+        _description=description,
+    )
+
+
+def write_random_open_clip_standin(out_dir: Path, *, seed: int = 0) -> ImageEncoderSpec:
+    """Write a tiny random open_clip ViT (config JSON + .safetensors) and return its spec.
+
+    The spec loads it like a user's local weights (``pretrained`` = the file, ``model_config_file``
+    = the JSON). The weights carry ``standin=true`` in their safetensors metadata and the
+    architecture name contains "standin", so :meth:`LoadedImageEncoder.describe` labels them.
+    Same ``seed`` -> byte-identical files. Image size 32, patch 8, width 64, 2 layers, 32-d features.
+    """
+    import open_clip
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 64, "layers": 2, "head_width": 32},
+        "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1},
+    }
+    config_path = out_dir / f"{_STANDIN_ARCH}.json"
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = open_clip.CLIP(**config)
+    state = {name: tensor.detach().contiguous().clone() for name, tensor in model.state_dict().items()}
+    weights_path = out_dir / f"{_STANDIN_ARCH}-seed{seed}.safetensors"
+    # One metadata key only: safetensors writes several in hash order, which breaks byte identity.
+    save_file(state, str(weights_path), metadata={STANDIN_METADATA_KEY: "true"})
+    logger.info("wrote random open_clip stand-in (%s) to %s", RANDOM_WEIGHTS_NOTE, out_dir)
+    return ImageEncoderSpec(
+        architecture=_STANDIN_ARCH,
+        pretrained=str(weights_path),
+        model_config_file=str(config_path),
+    )
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Source:
+    kind: Literal["tag", "file", "random"]
+    value: str
+    path: Path | None = None
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _downloads_allowed() -> bool:
+    """True only with MODELREC_ALLOW_DOWNLOAD=1 and no offline flag; else force HF_HUB_OFFLINE=1."""
+    offline = _env_true("HF_HUB_OFFLINE") or _env_true("MODELREC_OFFLINE")
+    allowed = _env_true("MODELREC_ALLOW_DOWNLOAD") and not offline
+    if not allowed:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    return allowed
+
+
+def _resolve_source(spec: ImageEncoderSpec) -> _Source:
+    pretrained = spec.pretrained
+    if pretrained is None or pretrained == "":
+        if not spec.allow_random:
+            raise ImageEncoderError(
+                f"image encoder {spec.architecture!r} has no pretrained weights (pretrained=None) and "
+                f"allow_random is False; {LOCAL_WEIGHTS_HOWTO}"
+            )
+        logger.warning("image encoder %s uses %s", spec.architecture, RANDOM_WEIGHTS_NOTE)
+        return _Source("random", RANDOM_WEIGHTS_NOTE)
+    path = Path(pretrained).expanduser()
+    if path.is_file():
+        return _Source("file", path.name, path.resolve())
+    looks_like_path = path.suffix.lower() in WEIGHT_SUFFIXES or "/" in pretrained or os.sep in pretrained
+    if looks_like_path or path.exists():
+        raise ImageEncoderError(f"image encoder weights file not found (or not a file): {path}")
+    return _Source("tag", pretrained)
+
+
+def _register_model_config(open_clip: Any, architecture: str, config_file: Path) -> None:
+    """Make ``config_file`` the open_clip config of ``architecture`` (its file stem)."""
+    config_file = config_file.expanduser()
+    if not config_file.is_file():
+        raise ImageEncoderError(f"open_clip model config file not found: {config_file}")
+    if config_file.stem != architecture:
+        raise ImageEncoderError(
+            f"{config_file}: open_clip names a config by its file stem ({config_file.stem!r}), "
+            f"which must equal architecture {architecture!r}"
+        )
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ImageEncoderError(f"{config_file}: not a readable JSON model config: {error}") from error
+    if not isinstance(config, dict) or not all(k in config for k in ("embed_dim", "vision_cfg", "text_cfg")):
+        raise ImageEncoderError(
+            f"{config_file}: not an open_clip model config (needs embed_dim, vision_cfg, text_cfg)"
+        )
+    if open_clip.get_model_config(architecture) != config:
+        open_clip.add_model_config(config_file)  # later registrations win for the same stem
+    if open_clip.get_model_config(architecture) != config:
+        raise ImageEncoderError(f"{config_file}: open_clip did not register it as {architecture!r}")
+
+
+def _cached_tag_weights(pretrained_cfg: dict[str, Any]) -> Path | None:
+    """The already-downloaded weights file of an open_clip tag, found without any network call."""
+    candidates: list[Path] = []
+    hf_hub = pretrained_cfg.get("hf_hub") or ""
+    if hf_hub:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo_id, filename = os.path.split(hf_hub)
+        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        if filename.endswith((".bin", ".pth")):
+            names.insert(0, filename[:-4] + ".safetensors")
+        for name in names:
+            try:
+                found = try_to_load_from_cache(repo_id, name)
+            except Exception:  # malformed repo ids etc.: treat as not cached
+                found = None
+            if isinstance(found, str):
+                candidates.append(Path(found))
+    url = pretrained_cfg.get("url") or ""
+    if url:
+        candidates.append(Path("~/.cache/clip").expanduser() / os.path.basename(url))
+    if pretrained_cfg.get("file"):
+        candidates.append(Path(pretrained_cfg["file"]))
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _pair(size: Any) -> tuple[int, int]:
+    if isinstance(size, (list, tuple)):
+        return int(size[0]), int(size[-1])
+    return int(size), int(size)
+
+
+def _feature_dim(model: torch.nn.Module, image_size: tuple[int, int], device: str) -> int:
+    output_dim = getattr(model.visual, "output_dim", None)
+    if isinstance(output_dim, int) and output_dim > 0:
+        return output_dim
+    with torch.inference_mode():
+        probe = torch.zeros(1, 3, *image_size, device=device)
+        return int(model.encode_image(probe).shape[-1])
+
+
+def _transform_summary(preprocess: Any) -> list[str]:
+    steps = getattr(preprocess, "transforms", [preprocess])
+    summary = []
+    for step in steps:
+        name = getattr(step, "__name__", None) or type(step).__name__
+        size = getattr(step, "size", None)
+        summary.append(f"{name}({list(size) if isinstance(size, (list, tuple)) else size})" if size else name)
+    return summary
+
+
+def _describe(
+    spec: ImageEncoderSpec,
+    source: _Source,
+    pp_cfg: dict[str, Any],
+    preprocess: Any,
+    image_size: tuple[int, int],
+    feature_dim: int,
+) -> dict[str, Any]:
+    standin = source.kind == "random" or "standin" in spec.architecture.lower()
+    weights_sha256 = None
+    if source.kind == "file" and source.path is not None:
+        weights_sha256 = sha256_file(source.path)
+        standin = standin or _safetensors_standin_flag(source.path)
+    description: dict[str, Any] = {
+        "kind": spec.kind,
+        "architecture": spec.architecture,
+        "pretrained": source.value,
+        "pretrained_kind": source.kind,
+        "weights_sha256": weights_sha256,
+        "standin": standin,
+        "weights_note": RANDOM_WEIGHTS_NOTE if standin else None,
+        "feature_dim": feature_dim,
+        "image_size": list(image_size),
+        "preprocessing": {
+            "resize": pp_cfg.get("resize_mode", "shortest"),
+            "interpolation": pp_cfg.get("interpolation"),
+            "crop": "center",
+            "size": list(image_size),
+            "mean": [float(v) for v in pp_cfg.get("mean", ())],
+            "std": [float(v) for v in pp_cfg.get("std", ())],
+            "transform": _transform_summary(preprocess),
+            "augmentation": None,
+        },
+        "normalize": spec.normalize,
+        "precision": spec.precision,
+    }
+    if spec.model_config_file is not None:
+        config_path = Path(spec.model_config_file).expanduser()
+        description["model_config"] = {"file": config_path.name, "sha256": sha256_file(config_path)}
+    return json.loads(stable_json(description))
+
+
+def _safetensors_standin_flag(path: Path) -> bool:
+    if path.suffix.lower() != ".safetensors":
+        return False
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception:
+        return False
+    return metadata.get(STANDIN_METADATA_KEY, "").lower() == "true"

@@ -1,0 +1,173 @@
+"""Find and decode the images of a dataset in the torchvision ImageFolder layout.
+
+Layout: ``<dataset>/<split>/<class>/<image>`` (images may sit in sub-folders of a class folder,
+as torchvision allows). Hidden files and folders (``.DS_Store``, ``._x.jpg``) are ignored.
+Decoding never raises for one bad file: :func:`load_rgb` returns None and logs why.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+)
+PREFERRED_SPLIT = "train"
+
+
+class ImageFolderError(ValueError):
+    """The dataset folder does not have the ImageFolder layout; the message names the folder."""
+
+
+@dataclass
+class ImageFolderIndex:
+    """The image files of one split of an ImageFolder dataset.
+
+    ``classes`` are the sorted class-folder names; ``files[c]`` the sorted image paths of class c.
+    ``n_ignored`` counts non-image files found in class folders.
+    """
+
+    dataset_dir: Path
+    split: str
+    splits: list[str]
+    classes: list[str]
+    files: list[list[Path]]
+    n_ignored: int = field(default=0)
+
+    @property
+    def name(self) -> str:
+        return self.dataset_dir.name
+
+    @property
+    def n_images(self) -> int:
+        return sum(len(class_files) for class_files in self.files)
+
+    @property
+    def images_per_class(self) -> list[int]:
+        return [len(class_files) for class_files in self.files]
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the dataset folder, POSIX style (for logs and attrs)."""
+        try:
+            return path.relative_to(self.dataset_dir).as_posix()
+        except ValueError:
+            return path.name
+
+
+def _visible_subdirs(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def scan_image_folder(dataset_dir: Path, split: str | None = None) -> ImageFolderIndex:
+    """Index ``<dataset_dir>/<split>/<class>/<image>``.
+
+    ``split=None`` picks "train" if present, else the first split in sorted order.
+    Raises :class:`ImageFolderError` naming the folder when the layout is not there.
+    """
+    dataset_dir = Path(dataset_dir).expanduser()
+    if not dataset_dir.is_dir():
+        raise ImageFolderError(f"dataset folder not found (or not a folder): {dataset_dir}")
+    splits = _visible_subdirs(dataset_dir)
+    if not splits:
+        raise ImageFolderError(
+            f"{dataset_dir}: no split folders; expected <dataset>/<split>/<class>/<image>"
+        )
+    if split is None:
+        split = PREFERRED_SPLIT if PREFERRED_SPLIT in splits else splits[0]
+    elif split not in splits:
+        raise ImageFolderError(f"{dataset_dir}: no split {split!r}; available splits: {splits}")
+    split_dir = dataset_dir / split
+    classes = _visible_subdirs(split_dir)
+    if not classes:
+        raise ImageFolderError(
+            f"{split_dir}: no class folders; expected <dataset>/<split>/<class>/<image>"
+        )
+
+    files: list[list[Path]] = []
+    n_ignored = 0
+    for class_name in classes:
+        class_dir = split_dir / class_name
+        images: list[Path] = []
+        for root, dirnames, filenames in os.walk(class_dir, followlinks=True):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for filename in filenames:
+                if filename.startswith("."):
+                    continue
+                if Path(filename).suffix.lower() in IMAGE_EXTENSIONS:
+                    images.append(Path(root) / filename)
+                else:
+                    n_ignored += 1
+        images.sort(key=lambda p: p.relative_to(class_dir).as_posix())
+        if not images:
+            logger.warning("%s: class folder has no image files", class_dir)
+        files.append(images)
+
+    index = ImageFolderIndex(dataset_dir, split, splits, classes, files, n_ignored)
+    logger.info(
+        "%s [%s]: %d classes, %d images (%d non-image files ignored)",
+        dataset_dir,
+        split,
+        len(classes),
+        index.n_images,
+        n_ignored,
+    )
+    return index
+
+
+def load_rgb_with_reason(path: Path) -> tuple[Image.Image | None, str | None]:
+    """(RGB image, None), or (None, reason) when ``path`` cannot be decoded. Never raises.
+
+    A truncated file is unreadable (unless the caller set PIL's LOAD_TRUNCATED_IMAGES).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # palette-transparency and EXIF chatter
+            with Image.open(path) as image:
+                image.load()
+                image = ImageOps.exif_transpose(image) or image
+                return _to_rgb(image), None
+    except Exception as error:  # one bad file must never stop a dataset
+        return None, f"{type(error).__name__}: {error}"
+
+
+def load_rgb(path: Path) -> Image.Image | None:
+    """Open ``path`` as an 8-bit RGB image, or return None (with a warning) if it is unreadable.
+
+    Handles grayscale, RGBA/LA (alpha dropped, as torchvision's loader does), palette, 16-bit
+    and 32-bit integer / float grayscale (rescaled to 8 bits) and CMYK.
+    """
+    image, reason = load_rgb_with_reason(path)
+    if image is None:
+        logger.warning("skipping unreadable image %s: %s", path, reason)
+    return image
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image.copy()
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return Image.fromarray(_to_uint8(np.asarray(image), image.mode), mode="L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def _to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
+    """Rescale a high-bit-depth grayscale array to uint8 (16-bit range, or min-max for float)."""
+    values = values.astype(np.float64)
+    if mode == "F":
+        low, high = float(np.nanmin(values)), float(np.nanmax(values))
+        scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
+        return np.nan_to_num(scaled * 255.0).round().clip(0, 255).astype(np.uint8)
+    if mode.startswith("I;16") or values.max(initial=0) > 255:
+        values = values / 257.0  # 65535 -> 255
+    return values.round().clip(0, 255).astype(np.uint8)

@@ -1,0 +1,231 @@
+"""Train, evaluate, save and apply the ranking transformer.
+
+Training uses the ``train`` datasets only; ``val`` datasets drive early stopping; ``test``
+datasets are only evaluated, after training. Model-token standardisation is fitted on the
+models with a training result only.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+
+from ml_core.baselines import data_free_prior
+from ml_core.dataset_tokens import DatasetTokens
+from ml_core.losses import TemperatureSchedule, list_mle_loss, pairwise_logistic_loss
+from ml_core.metrics import mean_report, ranking_report
+from ml_core.ranker import RankerConfig, RankingCrossAttentionTransformer
+from ml_core.ranking_data import (
+    ModelTokenNormalizer,
+    RankingCorpus,
+    TokenMode,
+    build_combined_similarity_loader,
+    dataset_token_set,
+)
+from ml_core.storage import as_upath, read_json, write_json
+from ml_core.trainer import BaseTrainer, TrainerConfig, TrainingHistory
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "ranker.safetensors"
+CONFIG_FILE = "ranker.json"
+
+
+@dataclass
+class RankerTrainingConfig:
+    d_model: int = 64
+    nhead: int = 4
+    num_encoder_layers: int = 1
+    num_decoder_layers: int = 2
+    dim_feedforward: int = 128
+    dropout: float = 0.1
+    loss: Literal["listmle", "pairwise"] = "listmle"
+    temperature_start: float = 1.0
+    temperature_end: float = 1.0
+    token_mode: TokenMode = "rows"
+    max_rows: int = 8
+    batch_size: int = 4
+    trainer: TrainerConfig = field(
+        default_factory=lambda: TrainerConfig(
+            epochs=60, lr=3e-4, weight_decay=1e-2, early_stopping_patience=15, scheduler="none"
+        )
+    )
+    seed: int = 0
+
+
+class RankerTrainer(BaseTrainer):
+    """Batches from :func:`build_combined_similarity_loader`; listwise (or pairwise) loss."""
+
+    model: RankingCrossAttentionTransformer
+
+    def __init__(self, model: RankingCrossAttentionTransformer, config: RankerTrainingConfig, out_dir: Path | None):
+        super().__init__(model, config.trainer, out_dir)
+        self.training_config = config
+        total_steps = max(config.trainer.epochs, 1) * 4
+        self.temperature = TemperatureSchedule(config.temperature_start, config.temperature_end, total_steps)
+
+    def _forward_batch(self, batch: dict[str, Any]) -> torch.Tensor:
+        scores = self.model(
+            batch["dataset_tokens"], batch["model_tokens"], batch["dataset_mask"], batch["model_mask"]
+        )
+        if self.training_config.loss == "pairwise":
+            loss = pairwise_logistic_loss(scores, batch["true_scores"], batch["model_mask"])
+        else:
+            loss = list_mle_loss(scores, batch["true_scores"], batch["model_mask"], self.temperature.value)
+        self._last_batch_metrics = {"temperature": self.temperature.value}
+        return loss
+
+    def compute_loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        return self._forward_batch(batch)
+
+    def on_train_step(self) -> None:
+        self.temperature.step()
+
+    def validation_metrics(self, val_loader: Any) -> dict[str, float]:
+        reports = []
+        for batch in val_loader:
+            scores = self.model(
+                batch["dataset_tokens"], batch["model_tokens"], batch["dataset_mask"], batch["model_mask"]
+            )
+            for j in range(batch["batch_size"]):
+                acc = batch["true_accuracy"][j].numpy()
+                if np.sum(~np.isnan(acc)) >= 2:
+                    reports.append(ranking_report(acc, scores[j].detach().numpy()))
+        if not reports:
+            return {}
+        summary = mean_report(reports)
+        return {k.removesuffix("_mean"): v for k, v in summary.items() if k.endswith("_mean")}
+
+
+@dataclass
+class RankerArtifact:
+    """A trained ranker plus what it needs to score a new dataset."""
+
+    model: RankingCrossAttentionTransformer
+    training: RankerTrainingConfig
+    model_normalizer: ModelTokenNormalizer
+    info: dict[str, Any]
+
+    def score(self, tokens: DatasetTokens, model_tokens: np.ndarray) -> np.ndarray:
+        """Scores ``(N,)`` (higher = better) of ``model_tokens (N, Dm)`` for one dataset."""
+        seq, mask = dataset_token_set(tokens, self.training.token_mode, self.training.max_rows, None)
+        self.model.eval()
+        with torch.inference_mode():
+            scores = self.model(
+                torch.from_numpy(seq)[None],
+                torch.from_numpy(self.model_normalizer.apply(model_tokens))[None],
+                torch.from_numpy(mask)[None],
+                None,
+            )
+        return scores[0].numpy().astype(np.float64)
+
+    def save(self, directory: Any) -> None:
+        directory = as_upath(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous() for k, v in self.model.state_dict().items()}
+        with (directory / WEIGHTS_FILE).open("wb") as handle:
+            handle.write(save_safetensors_bytes(state))
+        training = asdict(self.training)
+        write_json(
+            directory / CONFIG_FILE,
+            {
+                "ranker": asdict(self.model.config),
+                "training": training,
+                "model_normalizer": self.model_normalizer.to_dict(),
+                "info": self.info,
+            },
+        )
+
+    @classmethod
+    def load(cls, directory: Any) -> RankerArtifact:
+        directory = as_upath(directory)
+        meta = read_json(directory / CONFIG_FILE)
+        model = RankingCrossAttentionTransformer(RankerConfig(**meta["ranker"]))
+        with (directory / WEIGHTS_FILE).open("rb") as handle:
+            model.load_state_dict(load_safetensors_bytes(handle.read()))
+        model.eval()
+        training = dict(meta["training"])
+        training["trainer"] = TrainerConfig(**training["trainer"])
+        return cls(
+            model=model,
+            training=RankerTrainingConfig(**training),
+            model_normalizer=ModelTokenNormalizer.from_dict(meta["model_normalizer"]),
+            info=meta.get("info", {}),
+        )
+
+
+def evaluate_rankers(
+    corpus: RankingCorpus, artifact: RankerArtifact, splits: tuple[str, ...] = ("train", "val", "test")
+) -> dict[str, Any]:
+    """Per-dataset ranking reports of the learned ranker and the data-free prior.
+
+    The prior is fitted on the training datasets only. Returns ``{"per_dataset": [...],
+    "summary": {split: {method: mean/std report}}}``.
+    """
+    train_acc = corpus.accuracy_of(corpus.datasets_in(("train",)))
+    prior = data_free_prior(train_acc) if len(train_acc) else np.zeros(len(corpus.model_names))
+    rows: list[dict[str, Any]] = []
+    for name in corpus.dataset_names:
+        split = corpus.splits.get(name, "train")
+        if split not in splits:
+            continue
+        acc = corpus.accuracy_of([name])[0]
+        if np.sum(~np.isnan(acc)) < 2:
+            continue
+        learned = artifact.score(corpus.dataset_tokens[name], corpus.model_tokens)
+        for method, scores in (("ranker", learned), ("prior", prior)):
+            rows.append({"dataset": name, "split": split, "method": method, **ranking_report(acc, scores)})
+    summary: dict[str, dict[str, dict[str, float]]] = {}
+    for split in splits:
+        for method in ("ranker", "prior"):
+            reports = [
+                {k: v for k, v in r.items() if isinstance(v, float)}
+                for r in rows
+                if r["split"] == split and r["method"] == method
+            ]
+            if reports:
+                summary.setdefault(split, {})[method] = mean_report(reports)
+    return {"per_dataset": rows, "summary": summary}
+
+
+def train_ranker(
+    corpus: RankingCorpus, config: RankerTrainingConfig, out_dir: Path | None = None
+) -> tuple[RankerArtifact, TrainingHistory]:
+    """Fit the ranker on the corpus's ``train`` datasets, early-stopping on ``val`` when present."""
+    train_names = corpus.datasets_in(("train",))
+    if not train_names:
+        raise ValueError("no training datasets with ground truth: cannot train the ranker")
+    seen = ~np.all(np.isnan(corpus.accuracy_of(train_names)), axis=0)
+    normalizer = ModelTokenNormalizer.fit(corpus.model_tokens[seen])
+    torch.manual_seed(config.seed)
+    ranker_config = RankerConfig(
+        dataset_token_dim=int(next(iter(corpus.dataset_tokens.values())).features.shape[-1]),
+        model_token_dim=int(corpus.model_tokens.shape[1]),
+        d_model=config.d_model,
+        nhead=config.nhead,
+        num_encoder_layers=config.num_encoder_layers,
+        num_decoder_layers=config.num_decoder_layers,
+        dim_feedforward=config.dim_feedforward,
+        dropout=config.dropout,
+    )
+    model = RankingCrossAttentionTransformer(ranker_config)
+    common = {"model_normalizer": normalizer, "token_mode": config.token_mode, "max_rows": config.max_rows}
+    train_loader = build_combined_similarity_loader(
+        corpus, splits=("train",), batch_size=config.batch_size, shuffle=True, sample_rows=True, seed=config.seed, **common
+    )
+    val_loader = None
+    if corpus.datasets_in(("val",)):
+        val_loader = build_combined_similarity_loader(corpus, splits=("val",), batch_size=config.batch_size, **common)
+    if val_loader is None:  # nothing to early-stop on: keep the last epoch's weights only if train loss improves
+        config = replace(config, trainer=replace(config.trainer, monitor="train_loss", monitor_mode="min"))
+    trainer = RankerTrainer(model, config, out_dir)
+    history = trainer.fit(train_loader, val_loader)
+    info = {"splits": dict(corpus.splits), "models_seen_in_training": int(seen.sum())}
+    return RankerArtifact(model=model, training=config, model_normalizer=normalizer, info=info), history

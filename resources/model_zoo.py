@@ -1,0 +1,101 @@
+"""The model zoo: a folder of checkpoints (plus an optional manifest of architecture-named models)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from ml_core.checkpoints import CHECKPOINT_SUFFIXES
+from ml_core.naming import partition_key
+from resources.settings import default_zoo_dir, setting
+
+logger = logging.getLogger(__name__)
+
+
+class ZooError(ValueError):
+    """The zoo folder or manifest is unusable; the message names the file."""
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One model of the zoo: ``name`` (as users call it), ``key`` (its partition key), its file."""
+
+    name: str
+    key: str
+    path: Path
+    architecture: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    sidecar = path.with_suffix(".json")
+    if not sidecar.is_file():
+        return {}
+    try:
+        value = json.loads(sidecar.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        logger.warning("%s: unreadable sidecar metadata, ignored (%s)", sidecar, err)
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def discover_zoo(root: Path, manifest: Path | None = None) -> list[ZooEntry]:
+    """Every checkpoint file directly in ``root`` plus the manifest's entries, sorted by name.
+
+    A model's name is its file stem (the full file name when two files share a stem). The
+    manifest is JSON ``{"models": [{"name", "path", "architecture"?}]}`` with paths relative to
+    the manifest's folder, for ``timm:`` / ``torchvision:`` architectures with local weights.
+    """
+    entries: list[ZooEntry] = []
+    if root.is_dir():
+        files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES)
+        stems: dict[str, int] = {}
+        for p in files:
+            stems[p.stem] = stems.get(p.stem, 0) + 1
+        for p in files:
+            name = p.stem if stems[p.stem] == 1 else p.name
+            meta = _read_sidecar(p)
+            entries.append(ZooEntry(name, partition_key(name), p, meta.get("timm_or_torchvision_architecture"), meta))
+    elif manifest is None:
+        raise ZooError(f"{root}: model zoo folder not found")
+    if manifest is not None:
+        try:
+            listed = json.loads(manifest.read_text())["models"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ZooError(f"{manifest}: not a zoo manifest {{'models': [...]}} ({err})") from err
+        for item in listed:
+            if not isinstance(item, dict) or "name" not in item or "path" not in item:
+                raise ZooError(f"{manifest}: each model needs 'name' and 'path' (got {item!r})")
+            path = (manifest.parent / item["path"]).resolve()
+            entries.append(ZooEntry(item["name"], partition_key(item["name"]), path, item.get("architecture"), item))
+    keys: dict[str, str] = {}
+    for e in entries:
+        if e.key in keys:
+            raise ZooError(f"two models named {keys[e.key]!r} and {e.name!r} share the key {e.key!r}")
+        keys[e.key] = e.name
+    return sorted(entries, key=lambda e: e.name)
+
+
+class ModelZoo(ConfigurableResource):
+    """The folder of checkpoints users drop models into."""
+
+    root: str = Field(default_factory=default_zoo_dir, description="folder of .safetensors / .pt / .pth / .bin")
+    manifest: str | None = Field(
+        default_factory=lambda: setting("MODELREC_ZOO_MANIFEST", None),
+        description="optional JSON manifest of architecture-named models",
+    )
+
+    def entries(self) -> list[ZooEntry]:
+        return discover_zoo(Path(self.root), Path(self.manifest) if self.manifest else None)
+
+    def entry(self, key: str) -> ZooEntry:
+        for e in self.entries():
+            if e.key == key:
+                return e
+        raise ZooError(f"model partition {key!r} is not in the zoo at {self.root} (removed or renamed?)")

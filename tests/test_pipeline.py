@@ -1,0 +1,137 @@
+"""The whole graph, in-process on an ephemeral instance and through the Dagster CLI."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, DagsterInstance
+from dagster._core.instance.ref import InstanceRef
+
+from assets.artifacts import ArtifactRef
+from assets.model_recommendations import load_recommendations
+from ml_core.storage import read_json
+from pipelines.runner import STAGES, materialize_all
+from tests.pipeline_helpers import FAST_RUN_CONFIG, small_world, resources_for, world_env
+
+ASSETS = [asset for asset, _ in STAGES]
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    world = small_world(root / "world")
+    resources = resources_for(world, root / "artifacts")
+    instance = DagsterInstance.ephemeral()
+    first = materialize_all(instance, resources=resources, run_config=FAST_RUN_CONFIG)
+    return {"world": world, "resources": resources, "instance": instance, "first": first, "root": root}
+
+
+def test_every_asset_and_partition_materializes(pipeline_run):
+    world, instance, first = pipeline_run["world"], pipeline_run["instance"], pipeline_run["first"]
+    assert {r.asset for r in first} == set(ASSETS)
+    n_models, n_datasets = len(world.model_names), len(world.dataset_names)
+    counts = {a: sum(r.asset == a for r in first) for a in ASSETS}
+    assert counts == {
+        "model_parameters": n_models,
+        "autoencoder": 1,
+        "model_embeddings": n_models,
+        "dataset_tokens": n_datasets,
+        "ground_truth_ranks": 1,
+        "ranking_transformer": 1,
+        "model_recommendations": n_datasets,
+    }
+    assert not any(r.cache_hit for r in first)
+    for asset in ASSETS:
+        assert instance.get_latest_materialization_event(AssetKey(asset)) is not None
+    # each partitioned asset is materialized for every registered partition
+    assert sorted(instance.get_dynamic_partitions("models")) == sorted(world.model_names)
+
+
+def test_recommendations_rank_the_whole_zoo(pipeline_run):
+    store = pipeline_run["resources"]["store"]
+    world = pipeline_run["world"]
+    for dataset in world.dataset_names:
+        ref = ArtifactRef.from_dict(read_json(store.ref_path("model_recommendations", dataset)))
+        table = load_recommendations(ref, store)
+        assert sorted(table["model"]) == sorted(world.model_names)
+        assert list(table["rank"]) == sorted(table["rank"])  # best first
+        assert table["score"].is_monotonic_decreasing
+        assert np.isfinite(table["score"]).all()
+        measured = json.loads(world.table_path.read_text())[dataset]
+        truth = {r["model_name"]: r["accuracy"] for r in measured}
+        assert np.allclose(table.set_index("model")["accuracy"].loc[list(truth)], list(truth.values()))
+
+
+def test_second_run_is_all_cache_hits_with_same_versions(pipeline_run):
+    first = pipeline_run["first"]
+    second = materialize_all(
+        pipeline_run["instance"], resources=pipeline_run["resources"], run_config=FAST_RUN_CONFIG
+    )
+    assert len(second) == len(first)
+    assert all(r.cache_hit for r in second), [r for r in second if not r.cache_hit]
+    versions = {(r.asset, r.partition): r.data_version for r in first}
+    assert {(r.asset, r.partition): r.data_version for r in second} == versions
+    assert all(v for v in versions.values())
+
+
+def test_config_change_rebuilds_only_that_asset_and_downstream(pipeline_run):
+    config = json.loads(json.dumps(FAST_RUN_CONFIG))
+    config["ops"]["ranking_transformer"]["config"]["seed"] = 1
+    records = materialize_all(pipeline_run["instance"], resources=pipeline_run["resources"], run_config=config)
+    rebuilt = {r.asset for r in records if not r.cache_hit}
+    assert rebuilt == {"ranking_transformer", "model_recommendations"}
+
+
+def test_asset_checks_pass(pipeline_run):
+    instance = pipeline_run["instance"]
+    for asset, check in [
+        ("model_parameters", "finite_values"),
+        ("model_embeddings", "finite_embedding"),
+        ("dataset_tokens", "enough_valid_images"),
+        ("model_recommendations", "every_model_ranked"),
+        ("ground_truth_ranks", "every_table_name_known"),
+        ("ranking_transformer", "validation_metric_finite"),
+    ]:
+        record = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [AssetCheckKey(AssetKey(asset), check)]
+        )[AssetCheckKey(AssetKey(asset), check)]
+        assert record.status.value == "SUCCEEDED", (asset, check)
+        evaluation = record.event.dagster_event.event_specific_data
+        assert evaluation.passed, (asset, check)
+
+
+def _cli(args, env, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=240
+    )
+
+
+def test_dagster_cli_materializes_the_same_versions(pipeline_run, tmp_path):
+    """`dagster asset materialize` on a persistent DAGSTER_HOME gives the in-process data versions."""
+    world = pipeline_run["world"]
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = os.environ | world_env(world, tmp_path / "cli_artifacts") | {"DAGSTER_HOME": str(home)}
+    repo = Path(__file__).resolve().parents[1]
+    registered = _cli(["pipelines.cli", "register"], env, repo)
+    assert registered.returncode == 0, registered.stderr[-2000:]
+    model = world.model_names[0]
+    for select, partition in (("model_parameters", model), ("ground_truth_ranks", None)):
+        args = ["dagster", "asset", "materialize", "-m", "pipelines.definitions", "--select", select]
+        if partition:
+            args += ["--partition", partition]
+        done = _cli(args, env, repo)
+        assert done.returncode == 0, done.stderr[-3000:]
+    instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    versions = {(r.asset, r.partition): r.data_version for r in pipeline_run["first"]}
+    for asset, partition in (("model_parameters", model), ("ground_truth_ranks", None)):
+        records = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[partition] if partition else None), limit=1
+        ).records
+        assert records, (asset, partition)
+        tags = records[0].asset_materialization.tags
+        assert tags["dagster/data_version"] == versions[(asset, partition)]
