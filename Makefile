@@ -9,8 +9,10 @@ STAMP := $(VENV)/.installed
 WORK := $(CURDIR)/.work
 export DAGSTER_HOME ?= $(WORK)/dagster_home
 export HF_HUB_OFFLINE ?= 1
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 3000
 
-.PHONY: demo test ui validate clean-work
+.PHONY: install demo test ui validate clean-work
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,19 +21,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)  ## main job: build the built-in world (cached) and materialize every asset
-	mkdir -p $(DAGSTER_HOME)
+demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml  ## main job: build the built-in world (cached) and materialize every asset
 	$(BIN)/python -m pipelines.cli demo
 
 test: $(STAMP)  ## the test suite (offline, CPU)
 	$(BIN)/python -m pytest -q
 
-ui: $(STAMP)  ## Dagster UI + daemon on http://127.0.0.1:3000, persistent DAGSTER_HOME
-	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+$(DAGSTER_HOME)/dagster.yaml:
+	mkdir -p $(DAGSTER_HOME) && cp deploy/dagster.yaml $@
 
-validate: $(STAMP)  ## check the Dagster definitions load
-	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml  ## Dagster UI + daemon (sensors, schedule on) on http://127.0.0.1:3000
+	$(BIN)/dagster dev -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT)
+
+validate: $(STAMP) $(DAGSTER_HOME)/dagster.yaml  ## check the Dagster definitions load
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
 clean-work:  ## delete the working folder (artifacts, instance, generated world)

@@ -10,6 +10,8 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
+    AssetSelection,
+    AutomationCondition,
     Config,
     MetadataValue,
     Output,
@@ -32,6 +34,13 @@ CODE_VERSION = "1"
 RECOMMENDATIONS_FILE = "recommendations.parquet"
 
 
+# Refresh when embeddings, tokens or the ranker change (eager), but do not wait for every model
+# partition: a model whose embedding is missing (e.g. a broken checkpoint) must not block the rest.
+REFRESH_WHEN_INPUTS_CHANGE = AutomationCondition.eager().replace(
+    "any_deps_missing", AutomationCondition.any_deps_missing().ignore(AssetSelection.assets("model_embeddings"))
+)
+
+
 class RecommendationConfig(Config):
     top_k_shown: int = 10
 
@@ -46,6 +55,7 @@ class RecommendationConfig(Config):
         "model_embeddings": AssetIn(partition_mapping=AllPartitionMapping(), metadata={"all_partitions": True}),
     },
     check_specs=[AssetCheckSpec("every_model_ranked", asset="model_recommendations")],
+    automation_condition=REFRESH_WHEN_INPUTS_CHANGE,
     description="The ranked zoo for one dataset (rank 0 = recommended first), with the prior and, if known, accuracy.",
 )
 def model_recommendations(

@@ -33,7 +33,9 @@ def _instance() -> DagsterInstance:
         os.environ["DAGSTER_HOME"] = str(home)
     home = Path(os.environ["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch()  # defaults: sqlite storage in DAGSTER_HOME
+    config = home / "dagster.yaml"
+    if not config.exists():  # sqlite storage in DAGSTER_HOME, a run-concurrency limit
+        config.write_text((Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml").read_text())
     return DagsterInstance.get()
 
 

@@ -1,12 +1,13 @@
-"""The Dagster code location: assets, resources, jobs. ``dagster dev -w workspace.yaml`` loads ``defs``."""
+"""The Dagster code location: assets, resources, jobs, sensors, schedules. ``workspace.yaml`` loads ``defs``."""
 
-from dagster import AssetSelection, Definitions, OpExecutionContext, define_asset_job, job, op
+from dagster import Definitions
 
 from assets import ALL_ASSETS
 from assets.artifacts import ArtifactRefIOManager
-from assets.partitions import datasets_partitions, models_partitions
 from ml_core.fixture_world import FixtureWorld
-from pipelines.registration import register_partitions
+from pipelines.jobs import ALL_JOBS
+from pipelines.schedules import ALL_SCHEDULES
+from pipelines.sensors import ALL_SENSORS
 from resources.artifact_store import ArtifactStore
 from resources.compute import ComputeDevice
 from resources.dataset_catalog import DatasetCatalog
@@ -42,54 +43,15 @@ def world_resources(world: FixtureWorld, store: ArtifactStore | None = None) -> 
     }
 
 
-embed_models_job = define_asset_job(
-    "embed_models",
-    selection=AssetSelection.assets("model_parameters", "model_embeddings"),
-    partitions_def=models_partitions,
-    description="Flatten and embed models (one run per model partition).",
-)
-flatten_models_job = define_asset_job(
-    "flatten_models",
-    selection=AssetSelection.assets("model_parameters"),
-    partitions_def=models_partitions,
-    description="Flatten models into chunks (one run per model partition).",
-)
-dataset_tokens_job = define_asset_job(
-    "dataset_tokens_job",
-    selection=AssetSelection.assets("dataset_tokens"),
-    partitions_def=datasets_partitions,
-    description="Encode a dataset's images into tokens (one run per dataset partition).",
-)
-train_job = define_asset_job(
-    "train",
-    selection=AssetSelection.assets("autoencoder", "ground_truth_ranks", "ranking_transformer"),
-    description="Train the autoencoder, rank the performance table, train the ranker (unpartitioned assets).",
-)
-recommend_job = define_asset_job(
-    "recommend",
-    selection=AssetSelection.assets("model_recommendations"),
-    partitions_def=datasets_partitions,
-    description="Rank the zoo for a dataset (one run per dataset partition).",
-)
-
-
-@op(required_resource_keys={"zoo", "catalog"})
-def register_zoo_and_datasets(context: OpExecutionContext) -> None:
-    """Add a dynamic partition for every model file and dataset folder not registered yet."""
-    result = register_partitions(context.instance, context.resources.zoo, context.resources.catalog)
-    context.log.info(
-        f"registered {len(result.added_models)} new model(s) {result.added_models} and "
-        f"{len(result.added_datasets)} new dataset(s) {result.added_datasets}"
+def build_definitions(resources: dict[str, object] | None = None) -> Definitions:
+    """The whole code location; ``resources`` defaults to the environment's settings."""
+    return Definitions(
+        assets=ALL_ASSETS,
+        jobs=ALL_JOBS,
+        sensors=ALL_SENSORS,
+        schedules=ALL_SCHEDULES,
+        resources=resources or default_resources(),
     )
 
 
-@job(description="Register every model of the zoo and every dataset folder as a partition.")
-def register_partitions_job() -> None:
-    register_zoo_and_datasets()
-
-
-defs = Definitions(
-    assets=ALL_ASSETS,
-    jobs=[embed_models_job, flatten_models_job, dataset_tokens_job, train_job, recommend_job, register_partitions_job],
-    resources=default_resources(),
-)
+defs = build_definitions()

@@ -1,0 +1,54 @@
+"""Asset jobs (one per partition dimension) and the partition-registration job."""
+
+from dagster import AssetSelection, OpExecutionContext, define_asset_job, job, op
+
+from assets.partitions import datasets_partitions, models_partitions
+from pipelines.registration import register_partitions
+
+embed_models_job = define_asset_job(
+    "embed_models",
+    selection=AssetSelection.assets("model_parameters", "model_embeddings"),
+    partitions_def=models_partitions,
+    description="Flatten and embed models (one run per model partition).",
+)
+flatten_models_job = define_asset_job(
+    "flatten_models",
+    selection=AssetSelection.assets("model_parameters"),
+    partitions_def=models_partitions,
+    description="Flatten models into chunks (one run per model partition); used before an autoencoder exists.",
+)
+dataset_tokens_job = define_asset_job(
+    "dataset_tokens_job",
+    selection=AssetSelection.assets("dataset_tokens"),
+    partitions_def=datasets_partitions,
+    description="Encode a dataset's images into tokens (one run per dataset partition).",
+)
+train_job = define_asset_job(
+    "train",
+    selection=AssetSelection.assets("autoencoder", "ground_truth_ranks", "ranking_transformer"),
+    description="Train the autoencoder, rank the performance table, train the ranker (unpartitioned assets).",
+)
+recommend_job = define_asset_job(
+    "recommend",
+    selection=AssetSelection.assets("model_recommendations"),
+    partitions_def=datasets_partitions,
+    description="Rank the zoo for a dataset (one run per dataset partition).",
+)
+
+
+@op(required_resource_keys={"zoo", "catalog"})
+def register_zoo_and_datasets(context: OpExecutionContext) -> None:
+    """Add a dynamic partition for every model file and dataset folder not registered yet."""
+    result = register_partitions(context.instance, context.resources.zoo, context.resources.catalog)
+    context.log.info(
+        f"registered {len(result.added_models)} new model(s) {result.added_models} and "
+        f"{len(result.added_datasets)} new dataset(s) {result.added_datasets}"
+    )
+
+
+@job(description="Register every model of the zoo and every dataset folder as a partition.")
+def register_partitions_job() -> None:
+    register_zoo_and_datasets()
+
+
+ALL_JOBS = [embed_models_job, flatten_models_job, dataset_tokens_job, train_job, recommend_job, register_partitions_job]

@@ -1,0 +1,113 @@
+"""Sensors: new models and new datasets become partitions and get embedded / tokenised.
+
+* ``model_zoo_sensor`` watches the zoo folder (and manifest). A new checkpoint becomes a
+  ``models`` partition and one run flattens and embeds exactly that model (only flattens it
+  while no autoencoder exists yet). A replaced checkpoint (size or mtime changed) is re-run; its
+  content hash decides whether anything is recomputed. A removed checkpoint's partition is
+  deleted on purpose, so the ranker and the recommendations stop offering a model that is gone;
+  its artifacts stay in the store (content-addressed) and come back as cache hits if it returns.
+* ``dataset_catalog_sensor`` does the same for dataset folders and ``dataset_tokens``.
+* ``recommendations_automation`` evaluates ``model_recommendations``' automation condition:
+  the recommendations refresh once new embeddings, tokens or a new ranker have landed.
+
+A tick only lists the folder and ``stat``s each file (no hashing), so it stays far inside
+Dagster's sensor time limit for thousands of files.
+"""
+
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    sensor,
+)
+
+from assets.partitions import DATASETS, MODELS, datasets_partitions, models_partitions
+from pipelines.automation_settings import sensor_status
+from pipelines.folder_watch import FolderChanges, diff_folder, file_fingerprint
+from pipelines.jobs import dataset_tokens_job, embed_models_job, flatten_models_job
+from resources.dataset_catalog import DatasetCatalog
+from resources.model_zoo import ModelZoo
+
+
+def _partition_requests(partitions_def, changes: FolderChanges) -> list:
+    requests = []
+    if changes.new:
+        requests.append(partitions_def.build_add_request(changes.new))
+    if changes.removed:
+        requests.append(partitions_def.build_delete_request(changes.removed))
+    return requests
+
+
+def _describe(changes: FolderChanges, shown: int = 10) -> str:
+    parts = []
+    for name, keys in (("new", changes.new), ("changed", changes.changed), ("removed", changes.removed)):
+        if keys:
+            more = f" (+{len(keys) - shown} more)" if len(keys) > shown else ""
+            parts.append(f"{len(keys)} {name}: {keys[:shown]}{more}")
+    return "; ".join(parts)
+
+
+def _fingerprint_tag(fingerprint: list) -> str:
+    return "-".join(str(v) for v in fingerprint)
+
+
+@sensor(
+    jobs=[embed_models_job, flatten_models_job],
+    minimum_interval_seconds=30,
+    default_status=sensor_status(),
+    description="New or replaced checkpoints in the zoo: add the partition, flatten and embed that model only.",
+)
+def model_zoo_sensor(context: SensorEvaluationContext, zoo: ModelZoo) -> SensorResult:
+    current = {e.key: [*file_fingerprint(e.path), e.architecture or ""] for e in zoo.entries()}
+    changes = diff_folder(current, context.cursor, set(context.instance.get_dynamic_partitions(MODELS)))
+    has_autoencoder = context.instance.get_latest_materialization_event(AssetKey("autoencoder")) is not None
+    job = embed_models_job if has_autoencoder else flatten_models_job
+    runs = [
+        RunRequest(
+            partition_key=key,
+            job_name=job.name,
+            run_key=f"{key}:{_fingerprint_tag(current[key])}",
+            tags={"modelrec/reason": "new model" if key in changes.new else "checkpoint replaced"},
+        )
+        for key in changes.new + changes.changed
+    ]
+    if changes.new or changes.changed or changes.removed:
+        context.log.info(f"models: {_describe(changes)}")
+    return SensorResult(
+        run_requests=runs,
+        dynamic_partitions_requests=_partition_requests(models_partitions, changes),
+        cursor=changes.cursor,
+    )
+
+
+@sensor(
+    job=dataset_tokens_job,
+    minimum_interval_seconds=30,
+    default_status=sensor_status(),
+    description="New dataset folders: add the partition and compute that dataset's tokens.",
+)
+def dataset_catalog_sensor(context: SensorEvaluationContext, catalog: DatasetCatalog) -> SensorResult:
+    current = {e.key: [e.name] for e in catalog.entries()}
+    changes = diff_folder(current, context.cursor, set(context.instance.get_dynamic_partitions(DATASETS)))
+    runs = [RunRequest(partition_key=key, run_key=f"tokens:{key}") for key in changes.new]
+    if changes.new or changes.removed:
+        context.log.info(f"datasets: {_describe(changes)}")
+    return SensorResult(
+        run_requests=runs,
+        dynamic_partitions_requests=_partition_requests(datasets_partitions, changes),
+        cursor=changes.cursor,
+    )
+
+
+recommendations_automation = AutomationConditionSensorDefinition(
+    "recommendations_automation",
+    target=AssetSelection.assets("model_recommendations"),
+    default_status=sensor_status(),
+    minimum_interval_seconds=30,
+    description="Refresh each dataset's recommendations when embeddings, tokens or the ranker change.",
+)
+
+ALL_SENSORS = [model_zoo_sensor, dataset_catalog_sensor, recommendations_automation]
