@@ -7,12 +7,19 @@ and says ``cache_hit: true``. Otherwise it builds the artifact in a temporary di
 the manifest last and renames it into place (:func:`ml_core.storage.staged_directory`).
 
 Assets pass :class:`ArtifactRef` values (small JSON pointers), never the data itself; the
-:class:`ArtifactRefIOManager` stores them under ``_refs/`` in the artifact store.
+:class:`ArtifactRefIOManager` stores them under ``_refs/`` in the artifact store, each written
+atomically (temporary sibling, then rename).
+
+After publishing, the partition's folder is swept of staging leftovers of killed runs that have
+shown no sign of life for hours (:func:`ml_core.storage.collect_stale_temporaries`). Paths in
+metadata, manifests and logs go through :func:`ml_core.storage.redact_url`, so credentials in an
+artifact-root URL are never written out.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -29,7 +36,15 @@ from dagster import (
 )
 from upath import UPath
 
-from ml_core.storage import hash_parts, read_json, staged_directory, write_json, write_manifest
+from ml_core.storage import (
+    collect_stale_temporaries,
+    hash_parts,
+    read_json,
+    redact_url,
+    staged_directory,
+    write_json,
+    write_manifest,
+)
 from resources.artifact_store import ArtifactStore
 
 logger = logging.getLogger(__name__)
@@ -75,7 +90,7 @@ class CachedResult:
             "cache_hit": self.cache_hit,
             "cache_key": self.ref.cache_key,
             "content_hash": self.ref.content_hash,
-            "path": MetadataValue.path(str(self.manifest.get("path", ""))),
+            "path": MetadataValue.path(redact_url(str(self.manifest.get("path", "")))),
             "seconds": round(self.seconds, 3),
         }
 
@@ -117,12 +132,16 @@ def materialize_cached(
             "config": config,
             "inputs": inputs,
             "summary": summary,
-            "path": str(final),
+            "path": redact_url(str(final)),
             "created_unix": time.time(),
         }
         write_manifest(tmp, manifest)
     published = store.lookup(asset, partition, cache_key) or manifest
     ref = ArtifactRef(asset, partition, cache_key, published["content_hash"])
+    try:
+        collect_stale_temporaries(final.parent)
+    except Exception as error:  # housekeeping must never fail a materialization
+        log.warning(f"could not sweep staging leftovers of {asset}[{partition or '-'}]: {type(error).__name__}: {error}")
     return CachedResult(ref, published, False, time.perf_counter() - start)
 
 
@@ -157,6 +176,11 @@ class ArtifactRefIOManager(ConfigurableIOManager):
             return ArtifactRef.from_dict(read_json(path))
         except FileNotFoundError:
             return None
+        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as error:
+            raise ValueError(
+                f"{redact_url(path)}: corrupt artifact reference ({type(error).__name__}: {error}); "
+                f"re-materialize {asset}[{partition or '-'}] to rewrite it"
+            ) from error
 
     def load_input(self, context: InputContext) -> ArtifactRef | dict[str, ArtifactRef]:
         asset = self._asset_name(context)
@@ -178,6 +202,6 @@ class ArtifactRefIOManager(ConfigurableIOManager):
         if ref is None:
             raise FileNotFoundError(
                 f"{asset}[{partition or '-'}] has not been materialized yet: materialize it first "
-                f"(no reference at {self.store.ref_path(asset, partition)})"
+                f"(no reference at {redact_url(self.store.ref_path(asset, partition))})"
             )
         return ref

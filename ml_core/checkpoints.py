@@ -2,11 +2,16 @@
 
 Supported sources:
 
-* ``.safetensors``: read lazily with ``safetensors.safe_open`` (one tensor in memory at a time);
-* ``.pt`` / ``.pth`` / ``.bin``: ``torch.load(weights_only=True, mmap=True)``; a state dict, or a
-  dict holding one under a usual key (``state_dict``, ``model``, ...), or nested dicts of tensors
-  (flattened with dotted names). A pickle that holds anything but tensors and plain containers
-  is refused before any of its code can run;
+* ``.safetensors``: the header is validated by ``safetensors.safe_open`` (offsets in bounds,
+  no overlap, the file fully covered), then each tensor's bytes are read with one positioned
+  read into a fresh buffer when asked for: one tensor in memory at a time, and nothing of the
+  file stays mapped into the process (a memory map would keep every page read so far resident);
+* ``.pt`` / ``.pth`` / ``.bin`` / ``.ckpt``: ``torch.load(weights_only=True, mmap=True)``; a state
+  dict, or a dict holding one under a usual key (``state_dict``, ``model``, ...) or under any
+  single other key, or nested dicts of tensors (flattened with dotted names); optimizer and
+  scheduler state is never taken for weights (see :func:`extract_state_dict`). A pickle that
+  holds anything but tensors and plain containers (including a TorchScript archive) is refused
+  before any of its code can run;
 * an architecture name (``timm:resnet18``, ``torchvision:resnet18``) plus a local weights file:
   the network is built on the ``meta`` device (no memory, no download), the weights are loaded
   into it strictly (so a file that does not fit the architecture is an error), and its state
@@ -18,9 +23,12 @@ in two formats flatten to the same chunks.
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import re
+import struct
+import sys
 import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -48,17 +56,29 @@ USUAL_STATE_DICT_KEYS = (
     "state_dict_ema",
     "ema",
 )
+#: a key of the checkpoint container (the top two levels) holds training state, never weights, when
+#: one of its words (split at ``_``, ``.``, ``-``, case-insensitive) is one of these: ``optimizer``,
+#: ``lr_scheduler``, ``optimizer_states``, ``grad_scaler``...
+NON_WEIGHT_KEY_WORDS = frozenset({"optim", "optimizer", "optimizers", "scheduler", "schedulers", "scaler", "amp"})
 _SAFETENSORS_DTYPES = {
     "F64": torch.float64,
     "F32": torch.float32,
     "F16": torch.float16,
     "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E4M3FNUZ": torch.float8_e4m3fnuz,
+    "F8_E5M2": torch.float8_e5m2,
+    "F8_E5M2FNUZ": torch.float8_e5m2fnuz,
     "I64": torch.int64,
     "I32": torch.int32,
     "I16": torch.int16,
     "I8": torch.int8,
+    "U64": torch.uint64,
+    "U32": torch.uint32,
+    "U16": torch.uint16,
     "U8": torch.uint8,
     "BOOL": torch.bool,
+    "C64": torch.complex64,
 }
 
 
@@ -112,34 +132,102 @@ class CheckpointReader:
             yield info.name, self.get(info.name)
 
 
+def _read_safetensors_header(path: Path) -> tuple[dict[str, Any], int]:
+    """The JSON header of a safetensors file and the byte offset where its data starts."""
+    with path.open("rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) != 8:
+            raise CheckpointError(f"{path}: not a readable safetensors file (shorter than its 8-byte header length)")
+        (length,) = struct.unpack("<Q", prefix)
+        raw = handle.read(length)
+    if len(raw) != length:
+        raise CheckpointError(f"{path}: not a readable safetensors file (header cut short)")
+    header = json.loads(raw)
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: not a readable safetensors file (header is not a JSON object)")
+    return header, 8 + length
+
+
 class SafetensorsReader(CheckpointReader):
-    """Lazy reader: only the tensor asked for is read from disk."""
+    """Streaming reader: only the tensor asked for is read from disk, into a buffer of its own.
+
+    ``safetensors.safe_open`` validates the header first (dtypes, shapes, offsets in bounds and
+    contiguous, the data fully covered), so a truncated or corrupted file fails here, naming it.
+    Tensors are then read with plain positioned reads (little-endian, as the format stores them).
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         try:
-            self._file = safe_open(str(self.path), framework="pt", device="cpu")
-            names = list(self._file.keys())
-            infos = []
-            for name in names:
-                sl = self._file.get_slice(name)
-                dtype_name = sl.get_dtype()
-                dtype = _SAFETENSORS_DTYPES.get(dtype_name)
-                if dtype is None:
-                    dtype = getattr(torch, dtype_name.lower(), None) or torch.uint8
-                infos.append(TensorInfo(name, tuple(int(s) for s in sl.get_shape()), dtype))
+            with safe_open(str(self.path), framework="pt", device="cpu") as validated:
+                names = list(validated.keys())
+            header, self._data_start = _read_safetensors_header(self.path)
+            self._data_bytes = self.path.stat().st_size - self._data_start
+        except CheckpointError:
+            raise
         except (SafetensorError, OSError, ValueError, RuntimeError) as err:
             raise CheckpointError(f"{self.path}: not a readable safetensors file ({err})") from err
+        self._spans: dict[str, tuple[int, int]] = {}
+        infos = []
+        for name in names:
+            infos.append(self._check_entry(name, header.get(name)))
         self._infos = sorted(infos, key=lambda i: natural_key(i.name))
+        self._by_name = {info.name: info for info in self._infos}
+
+    def _check_entry(self, name: str, entry: Any) -> TensorInfo:
+        """Validate one header entry again (the file may have changed since safe_open read it)."""
+        try:
+            dtype_name = str(entry["dtype"])
+            shape = tuple(int(s) for s in entry["shape"])
+            begin, end = (int(o) for o in entry["data_offsets"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{self.path}: tensor {name!r} has a malformed header entry ({err})") from err
+        dtype = _SAFETENSORS_DTYPES.get(dtype_name)
+        if dtype is None:
+            raise CheckpointError(
+                f"{self.path}: tensor {name!r} has dtype {dtype_name}, which torch cannot read "
+                f"(supported: {', '.join(_SAFETENSORS_DTYPES)})"
+            )
+        info = TensorInfo(name, shape, dtype)
+        expected = info.numel * dtype.itemsize
+        if min(shape, default=0) < 0 or not 0 <= begin <= end <= self._data_bytes or end - begin != expected:
+            raise CheckpointError(
+                f"{self.path}: tensor {name!r}: offsets [{begin}, {end}) do not hold shape {shape} of {dtype_name} "
+                f"({expected} bytes) inside the {self._data_bytes} data bytes"
+            )
+        self._spans[name] = (self._data_start + begin, expected)
+        return info
 
     def tensor_infos(self) -> list[TensorInfo]:
         return list(self._infos)
 
     def get(self, name: str) -> torch.Tensor:
+        info = self._by_name.get(name)
+        if info is None:
+            raise CheckpointError(f"{self.path}: no tensor named {name!r}")
+        start, nbytes = self._spans[name]
+        buffer = torch.empty(nbytes, dtype=torch.uint8)
+        view = memoryview(buffer.numpy())
         try:
-            return self._file.get_tensor(name)
-        except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+            with self.path.open("rb") as handle:
+                handle.seek(start)
+                done = 0
+                while done < nbytes:
+                    got = handle.readinto(view[done:])
+                    if not got:
+                        break
+                    done += got
+        except OSError as err:
             raise CheckpointError(f"{self.path}: tensor {name!r} is unreadable ({err})") from err
+        if done != nbytes:
+            raise CheckpointError(
+                f"{self.path}: tensor {name!r} is cut short ({done} of {nbytes} bytes): the file is truncated "
+                f"or changed while being read"
+            )
+        width = info.dtype.itemsize // (2 if info.dtype.is_complex else 1)  # bytes per (real) component
+        if sys.byteorder != "little" and width > 1:  # the format is little-endian
+            buffer = torch.from_numpy(buffer.numpy().view(f"<u{width}").byteswap().view("u1"))
+        return buffer.view(info.dtype).reshape(info.shape)
 
 
 class StateDictReader(CheckpointReader):
@@ -185,40 +273,68 @@ def _collect_tensors(obj: Any, prefix: str, out: dict[str, torch.Tensor], depth:
         out[prefix] = obj
     elif isinstance(obj, Mapping):
         for key, value in obj.items():
+            if depth <= 1 and _is_training_state_key(key):  # container level only, not module names
+                continue
             _collect_tensors(value, f"{prefix}.{key}" if prefix else str(key), out, depth + 1)
     elif isinstance(obj, list | tuple):
         for i, value in enumerate(obj):
             _collect_tensors(value, f"{prefix}.{i}" if prefix else str(i), out, depth + 1)
 
 
+def _is_training_state_key(key: Any) -> bool:
+    return not NON_WEIGHT_KEY_WORDS.isdisjoint(re.split(r"[^0-9a-z]+", str(key).casefold()))
+
+
+def _holds_tensors(obj: Any, depth: int = 0) -> bool:
+    if isinstance(obj, torch.Tensor):
+        return True
+    if depth > 8:
+        return False
+    if isinstance(obj, Mapping):
+        return any(_holds_tensors(v, depth + 1) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return any(_holds_tensors(v, depth + 1) for v in obj)
+    return False
+
+
+def _find_state_dict(obj: Any, path: Path, depth: int = 0) -> dict[str, torch.Tensor]:
+    if isinstance(obj, Mapping) and depth <= 4:
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return {str(k): v for k, v in obj.items()}
+        for key in USUAL_STATE_DICT_KEYS:
+            if key in obj and _holds_tensors(obj[key]):
+                logger.debug("%s: state dict found under key %r", path, key)
+                return _find_state_dict(obj[key], path, depth + 1)
+        training = {k for k in obj if depth <= 1 and _is_training_state_key(k)}  # container level only
+        candidates = [k for k, v in obj.items() if k not in training and _holds_tensors(v)]
+        skipped = [str(k) for k in training if _holds_tensors(obj[k])]
+        if skipped:
+            logger.info("%s: ignoring training state under %s (not weights)", path, skipped)
+        if len(candidates) == 1 and isinstance(obj[candidates[0]], Mapping):
+            logger.info("%s: state dict found under the unusual key %r", path, candidates[0])
+            return _find_state_dict(obj[candidates[0]], path, depth + 1)
+    tensors: dict[str, torch.Tensor] = {}
+    _collect_tensors(obj, "", tensors)
+    return tensors
+
+
 def extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     """Find the state dict inside a loaded checkpoint object.
 
-    A flat mapping of tensors is taken as is; otherwise the first usual key
-    (:data:`USUAL_STATE_DICT_KEYS`) holding tensors is used; otherwise every tensor found in the
-    nested structure, named by its dotted path. A common ``module.`` prefix (DataParallel) is
-    stripped.
+    A flat mapping of tensors is taken as is. Otherwise, the first usual key
+    (:data:`USUAL_STATE_DICT_KEYS`) holding tensors is followed; otherwise, if exactly one key
+    that is not training state holds tensors (``{"teacher": {...}, "epoch": 3}``), that one;
+    otherwise every tensor in the nested structure, named by its dotted path. Keys that look like
+    optimizer / scheduler / grad-scaler state (:data:`NON_WEIGHT_KEY_WORDS`) are never taken.
+    The search repeats inside what it finds (``{"checkpoint": {"model": {...}}}``). A common
+    ``module.`` (DataParallel) or ``_orig_mod.`` (``torch.compile``) prefix is stripped.
     """
-    if isinstance(obj, Mapping):
-        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            tensors = {str(k): v for k, v in obj.items()}
-        else:
-            tensors = {}
-            for key in USUAL_STATE_DICT_KEYS:
-                if key in obj:
-                    _collect_tensors(obj[key], "", tensors)
-                    if tensors:
-                        logger.debug("%s: state dict found under key %r", path, key)
-                        break
-            if not tensors:
-                _collect_tensors(obj, "", tensors)
-    else:
-        tensors = {}
-        _collect_tensors(obj, "", tensors)
+    tensors = _find_state_dict(obj, path)
     if not tensors:
         raise CheckpointError(f"{path}: holds no tensors (type {type(obj).__name__})")
-    if all(k.startswith("module.") for k in tensors):
-        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
+    for prefix in ("module.", "_orig_mod."):
+        if all(k.startswith(prefix) for k in tensors):
+            tensors = {k[len(prefix) :]: v for k, v in tensors.items()}
     return tensors
 
 

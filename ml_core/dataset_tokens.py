@@ -33,7 +33,7 @@ import zarr
 from tqdm.auto import tqdm
 from upath import UPath
 
-from ml_core.image_folder import ImageFolderIndex, load_rgb_with_reason
+from ml_core.image_folder import MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, ImageFolderIndex, load_rgb_with_reason
 from ml_core.storage import as_upath, stable_json, zarr_store
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,8 @@ class TokenWriterConfig:
     ``min_valid_fraction``: least fraction of the attempted images that must decode;
     ``min_images_per_class``: valid images a class needs to count towards ``min_classes``.
     ``num_workers`` > 0 decodes images in that many threads, one batch ahead of the encoder.
+    ``max_image_pixels`` / ``max_aspect_ratio``: larger or stranger images are skipped from their
+    header, never decoded (decompression bombs; see :mod:`ml_core.image_folder`).
     """
 
     rows_per_shard: int = 16
@@ -77,6 +79,8 @@ class TokenWriterConfig:
     min_valid_fraction: float = 0.5
     min_images_per_class: int = 1
     min_classes: int = 2
+    max_image_pixels: int = MAX_IMAGE_PIXELS
+    max_aspect_ratio: float = MAX_ASPECT_RATIO
 
     def __post_init__(self) -> None:
         if self.rows_per_shard < 1 or self.batch_size < 1 or self.num_workers < 0:
@@ -173,8 +177,12 @@ def _batched(items: Iterator[_Slot], size: int) -> Iterator[list[_Slot]]:
 # --- decoding --------------------------------------------------------------------------------
 
 
-def _decode(path: Path, preprocess: Callable[[Any], torch.Tensor]) -> tuple[torch.Tensor | None, str | None]:
-    image, reason = load_rgb_with_reason(path)
+def _decode(
+    path: Path, preprocess: Callable[[Any], torch.Tensor], config: TokenWriterConfig
+) -> tuple[torch.Tensor | None, str | None]:
+    image, reason = load_rgb_with_reason(
+        path, max_pixels=config.max_image_pixels, max_aspect_ratio=config.max_aspect_ratio
+    )
     if image is None:
         return None, reason
     try:
@@ -186,17 +194,17 @@ def _decode(path: Path, preprocess: Callable[[Any], torch.Tensor]) -> tuple[torc
 def _decoded_batches(
     batches: Iterator[list[_Slot]],
     preprocess: Callable[[Any], torch.Tensor],
-    num_workers: int,
+    config: TokenWriterConfig,
 ) -> Iterator[tuple[list[_Slot], list[tuple[torch.Tensor | None, str | None]]]]:
     """Decode batch by batch; with workers, the next batch is decoded while this one is encoded."""
-    if num_workers == 0:
+    if config.num_workers == 0:
         for batch in batches:
-            yield batch, [_decode(slot.path, preprocess) for slot in batch]
+            yield batch, [_decode(slot.path, preprocess, config) for slot in batch]
         return
-    with ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="decode") as pool:
+    with ThreadPoolExecutor(max_workers=config.num_workers, thread_name_prefix="decode") as pool:
 
         def submit(batch: list[_Slot]) -> list[Future]:
-            return [pool.submit(_decode, slot.path, preprocess) for slot in batch]
+            return [pool.submit(_decode, slot.path, preprocess, config) for slot in batch]
 
         current = next(batches, None)
         futures = submit(current) if current is not None else []
@@ -230,9 +238,10 @@ def write_dataset_tokens(
     n_classes = len(index.classes)
     classes_with_files = sum(1 for n in index.images_per_class if n > 0)
     if classes_with_files < config.min_classes:
+        unreadable = "".join(f"; {folder}: {reason}" for folder, reason in index.unreadable[:3])
         raise DatasetTokensError(
             f"{label}: {classes_with_files} of {n_classes} classes have image files "
-            f"({index.n_images} images); dataset tokens need at least {config.min_classes}"
+            f"({index.n_images} images); dataset tokens need at least {config.min_classes}{unreadable}"
         )
 
     columns = plan_rows(index, config)
@@ -293,7 +302,7 @@ def write_dataset_tokens(
     batches = _batched(_slots(columns, n_rows), config.batch_size)
     progress = tqdm(total=n_batches, desc=f"tokens {index.name}", unit="batch", disable=None)
     with progress:
-        for batch, decoded in _decoded_batches(batches, encoder.preprocess, config.num_workers):
+        for batch, decoded in _decoded_batches(batches, encoder.preprocess, config):
             good = [i for i, (tensor, _) in enumerate(decoded) if tensor is not None]
             encoded = None
             if good:
@@ -335,6 +344,8 @@ def write_dataset_tokens(
         raise RuntimeError(f"{label}: shards {sorted(pending)} were never completed")
 
     n_valid = int(valid_per_class.sum())
+    folders = [SkippedImage(index.relative(folder).rstrip("/") + "/", reason) for folder, reason in index.unreadable]
+    skipped = folders + skipped  # unreadable folders first: they hide a whole set of images
     _check_enough_left(label, config, n_attempted, n_valid, valid_per_class, skipped)
 
     class_names = list(index.classes)
@@ -362,6 +373,8 @@ def write_dataset_tokens(
         "n_skipped": len(skipped),
         "valid_per_class": valid_per_class.tolist(),
         "n_ignored_files": index.n_ignored,
+        "empty_classes": index.empty_classes,
+        "n_unreadable_folders": len(index.unreadable),
     }
     group.update_attributes(
         {

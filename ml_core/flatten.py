@@ -120,6 +120,13 @@ def plan_flatten(infos: list[TensorInfo], chunk_size: int = CHUNK_SIZE) -> Flatt
     )
 
 
+def require_float_tensors(index: FlattenIndex, path: object) -> None:
+    """Raise CheckpointError (naming ``path`` and what it holds) when ``index`` has nothing to embed."""
+    if not index.entries:
+        kinds = ", ".join(sorted({s.dtype for s in index.skipped})) or "nothing"
+        raise CheckpointError(f"{path}: no floating-point tensors to embed (found: {kinds})")
+
+
 def iter_chunk_blocks(
     reader: CheckpointReader, index: FlattenIndex, block_rows: int = 64
 ) -> Iterator[tuple[int, np.ndarray]]:
@@ -170,9 +177,7 @@ def flatten_checkpoint(
     Raises CheckpointError when the checkpoint holds no float tensor.
     """
     index = plan_flatten(reader.tensor_infos(), chunk_size)
-    if not index.entries:
-        kinds = ", ".join(sorted({s.dtype for s in index.skipped})) or "nothing"
-        raise CheckpointError(f"{reader.path}: no floating-point tensors to embed (found: {kinds})")
+    require_float_tensors(index, reader.path)
     digest = hashlib.sha256()
     for first_row, block in iter_chunk_blocks(reader, index, block_rows):
         digest.update(block.tobytes())

@@ -1,8 +1,15 @@
 """Find and decode the images of a dataset in the torchvision ImageFolder layout.
 
 Layout: ``<dataset>/<split>/<class>/<image>`` (images may sit in sub-folders of a class folder,
-as torchvision allows). Hidden files and folders (``.DS_Store``, ``._x.jpg``) are ignored.
-Decoding never raises for one bad file: :func:`load_rgb` returns None and logs why.
+as torchvision allows). Hidden files and folders (``.DS_Store``, ``._x.jpg``) are ignored;
+symbolic links are followed, but a folder reached twice (a link cycle, two links to one folder)
+is read once; folders that cannot be listed are recorded in ``unreadable`` and logged.
+A dataset with a single split folder uses it whatever its name (logged).
+
+Decoding never raises for one bad file: :func:`load_rgb` returns None and logs why. Images
+larger than :data:`MAX_IMAGE_PIXELS` (PIL's decompression-bomb threshold) or with a long side
+more than :data:`MAX_ASPECT_RATIO` times the short one are refused from their header, before
+any pixel is decoded: resizing a 1 x 50000 strip's short side to 224 would need 11 G pixels.
 """
 
 from __future__ import annotations
@@ -22,6 +29,10 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 )
 PREFERRED_SPLIT = "train"
+#: Largest image decoded, in pixels: PIL's default decompression-bomb limit (about 9459 x 9459).
+MAX_IMAGE_PIXELS = 89_478_485
+#: Largest ratio of long side to short side decoded (panoramas are ~10; a 1-pixel strip is not an image).
+MAX_ASPECT_RATIO = 100.0
 
 
 class ImageFolderError(ValueError):
@@ -33,7 +44,8 @@ class ImageFolderIndex:
     """The image files of one split of an ImageFolder dataset.
 
     ``classes`` are the sorted class-folder names; ``files[c]`` the sorted image paths of class c.
-    ``n_ignored`` counts non-image files found in class folders.
+    ``n_ignored`` counts non-image files found in class folders; ``unreadable`` lists the folders
+    that could not be listed, with the reason.
     """
 
     dataset_dir: Path
@@ -42,6 +54,7 @@ class ImageFolderIndex:
     classes: list[str]
     files: list[list[Path]]
     n_ignored: int = field(default=0)
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -55,6 +68,11 @@ class ImageFolderIndex:
     def images_per_class(self) -> list[int]:
         return [len(class_files) for class_files in self.files]
 
+    @property
+    def empty_classes(self) -> list[str]:
+        """Class folders with no image file."""
+        return [name for name, class_files in zip(self.classes, self.files, strict=True) if not class_files]
+
     def relative(self, path: Path) -> str:
         """``path`` relative to the dataset folder, POSIX style (for logs and attrs)."""
         try:
@@ -64,7 +82,10 @@ class ImageFolderIndex:
 
 
 def _visible_subdirs(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    try:
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError as error:
+        raise ImageFolderError(f"{folder}: cannot list the folder ({type(error).__name__}: {error})") from error
 
 
 def scan_image_folder(dataset_dir: Path, split: str | None = None) -> ImageFolderIndex:
@@ -83,6 +104,9 @@ def scan_image_folder(dataset_dir: Path, split: str | None = None) -> ImageFolde
         )
     if split is None:
         split = PREFERRED_SPLIT if PREFERRED_SPLIT in splits else splits[0]
+    elif split not in splits and len(splits) == 1:
+        logger.warning("%s: no split %r; using the only split, %r", dataset_dir, split, splits[0])
+        split = splits[0]
     elif split not in splits:
         raise ImageFolderError(f"{dataset_dir}: no split {split!r}; available splits: {splits}")
     split_dir = dataset_dir / split
@@ -94,10 +118,24 @@ def scan_image_folder(dataset_dir: Path, split: str | None = None) -> ImageFolde
 
     files: list[list[Path]] = []
     n_ignored = 0
+    unreadable: list[tuple[Path, str]] = []
+
+    def on_error(error: OSError) -> None:
+        folder = Path(error.filename) if error.filename else split_dir
+        logger.warning("%s: cannot list the folder, its images are skipped (%s)", folder, error.strerror or error)
+        unreadable.append((folder, f"folder unreadable: {type(error).__name__}: {error.strerror or error}"))
+
     for class_name in classes:
         class_dir = split_dir / class_name
         images: list[Path] = []
-        for root, dirnames, filenames in os.walk(class_dir, followlinks=True):
+        seen: set[str] = set()
+        for root, dirnames, filenames in os.walk(class_dir, followlinks=True, onerror=on_error):
+            real = os.path.realpath(root)
+            if real in seen:  # a symlink cycle, or a second link to a folder already read
+                logger.warning("%s: folder already read (symbolic link to %s), not read again", root, real)
+                dirnames[:] = []
+                continue
+            seen.add(real)
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             for filename in filenames:
                 if filename.startswith("."):
@@ -111,7 +149,7 @@ def scan_image_folder(dataset_dir: Path, split: str | None = None) -> ImageFolde
             logger.warning("%s: class folder has no image files", class_dir)
         files.append(images)
 
-    index = ImageFolderIndex(dataset_dir, split, splits, classes, files, n_ignored)
+    index = ImageFolderIndex(dataset_dir, split, splits, classes, files, n_ignored, unreadable)
     logger.info(
         "%s [%s]: %d classes, %d images (%d non-image files ignored)",
         dataset_dir,
@@ -123,15 +161,37 @@ def scan_image_folder(dataset_dir: Path, split: str | None = None) -> ImageFolde
     return index
 
 
-def load_rgb_with_reason(path: Path) -> tuple[Image.Image | None, str | None]:
+def size_problem(width: int, height: int, max_pixels: int | None, max_aspect_ratio: float | None) -> str | None:
+    """Why an image of ``width`` x ``height`` must not be decoded, or None if it may."""
+    if width < 1 or height < 1:
+        return f"empty image ({width} x {height} pixels)"
+    if max_pixels is not None and width * height > max_pixels:
+        return (f"image too large: {width} x {height} = {width * height:,} pixels > {max_pixels:,} "
+                f"(decompression-bomb guard)")
+    ratio = max(width, height) / min(width, height)
+    if max_aspect_ratio is not None and ratio > max_aspect_ratio:
+        return f"extreme aspect ratio: {width} x {height} pixels ({ratio:.0f}:1 > {max_aspect_ratio:g}:1)"
+    return None
+
+
+def load_rgb_with_reason(
+    path: Path,
+    *,
+    max_pixels: int | None = MAX_IMAGE_PIXELS,
+    max_aspect_ratio: float | None = MAX_ASPECT_RATIO,
+) -> tuple[Image.Image | None, str | None]:
     """(RGB image, None), or (None, reason) when ``path`` cannot be decoded. Never raises.
 
-    A truncated file is unreadable (unless the caller set PIL's LOAD_TRUNCATED_IMAGES).
+    A truncated file is unreadable (unless the caller set PIL's LOAD_TRUNCATED_IMAGES). The size
+    is checked from the header (see :func:`size_problem`) before any pixel is decoded.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # palette-transparency and EXIF chatter
             with Image.open(path) as image:
+                problem = size_problem(image.width, image.height, max_pixels, max_aspect_ratio)
+                if problem is not None:
+                    return None, problem
                 image.load()
                 image = ImageOps.exif_transpose(image) or image
                 return _to_rgb(image), None

@@ -18,7 +18,7 @@ import numpy as np
 import zarr
 
 from ml_core.checkpoints import CheckpointReader
-from ml_core.flatten import CHUNK_SIZE, FlattenIndex, flatten_checkpoint, plan_flatten
+from ml_core.flatten import CHUNK_SIZE, FlattenIndex, flatten_checkpoint, plan_flatten, require_float_tensors
 from ml_core.storage import as_upath, zarr_store
 
 
@@ -42,8 +42,12 @@ def write_model_parameters(
     block_rows: int = 64,
     source: dict[str, Any] | None = None,
 ) -> ParametersSummary:
-    """Flatten ``reader`` into a new zarr group at ``out_dir`` (streaming, block by block)."""
+    """Flatten ``reader`` into a new zarr group at ``out_dir`` (streaming, block by block).
+
+    Raises CheckpointError before anything is written when the checkpoint has no float tensor.
+    """
     index = plan_flatten(reader.tensor_infos(), chunk_size)
+    require_float_tensors(index, reader.path)
     group = zarr.open_group(zarr_store(as_upath(out_dir)), mode="w")
     n_rows = max(index.n_chunks, 1)
     chunks = group.create_array(

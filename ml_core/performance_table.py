@@ -14,6 +14,7 @@ Whatever comes in, a :class:`PerformanceTable` holds accuracy as a FRACTION in [
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import logging
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from upath import UPath
 
 from ml_core.storage import as_upath
@@ -84,6 +85,13 @@ class PerformanceRecord(BaseModel):
     accuracy: float | None
     model_type: str | None = None
     trained_on_dataset: str | None = None
+
+    @field_validator("accuracy", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # JSON true would otherwise become 1.0 (a perfect score)
+            raise ValueError(f"a boolean ({str(value).lower()}) is not an accuracy")
+        return value
 
 
 @dataclass(frozen=True)
@@ -286,16 +294,19 @@ def load_performance_table(
         text = upath.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
         raise PerformanceTableError(f"{source}: not UTF-8 text ({error})") from error
+    except OSError as error:
+        raise PerformanceTableError(f"{source}: cannot read the table ({type(error).__name__}: {error})") from error
     if suffix == ".json":
         if dataset_column or model_columns or accuracy_column:
             raise PerformanceTableError(f"{source}: column options apply to CSV tables only")
-        raw, columns = _read_json(text, source)
+        raw, columns, notes = _read_json(text, source)
     else:
+        notes = []
         raw, columns = _read_csv(
             text, source, sep="\t" if suffix == ".tsv" else ",", dataset_column=dataset_column,
             model_columns=model_columns, accuracy_column=accuracy_column,
         )
-    table = _normalise(raw, source=source, columns=columns, missing_values=missing_values)
+    table = _normalise(raw, source=source, columns=columns, missing_values=missing_values, notes=notes)
     logger.info(
         "loaded %s: %d datasets x %d models (%d rows)", source, len(table.datasets), len(table.models),
         len(table.frame),
@@ -303,11 +314,33 @@ def load_performance_table(
     return table
 
 
-def _read_json(text: str, source: str) -> tuple[pd.DataFrame, dict[str, str]]:
+class _JsonObject(dict):
+    """A JSON object that remembers the keys it held more than once (json.loads keeps the last)."""
+
+    repeated: dict[str, int]
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> _JsonObject:
+    obj = _JsonObject()
+    obj.repeated = {}
+    for key, value in pairs:
+        if key in obj:
+            obj.repeated[key] = obj.repeated.get(key, 1) + 1
+            if isinstance(obj[key], list) and isinstance(value, list):
+                obj[key] = obj[key] + value  # a dataset listed twice: both lists are kept
+                continue
+        obj[key] = value
+    return obj
+
+
+def _read_json(text: str, source: str) -> tuple[pd.DataFrame, dict[str, str], list[str]]:
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_json_object)
     except json.JSONDecodeError as error:
         raise PerformanceTableError(f"{source}: malformed JSON: {error}") from error
+    notes = []
+    if isinstance(data, _JsonObject) and data.repeated:
+        notes.append(f"datasets listed more than once in the JSON object, their records merged: {data.repeated}")
     if not isinstance(data, dict):
         raise PerformanceTableError(
             f"{source}: expected a JSON object {{dataset: [records]}}, got a {type(data).__name__}"
@@ -319,6 +352,12 @@ def _read_json(text: str, source: str) -> tuple[pd.DataFrame, dict[str, str]]:
                 f"{source}: dataset {dataset!r} must map to a list of records, got a {type(entries).__name__}"
             )
         for index, entry in enumerate(entries):
+            repeated = getattr(entry, "repeated", None)
+            if repeated:
+                raise PerformanceTableError(
+                    f"{source}: dataset {dataset!r}, entry {index}: keys given more than once {sorted(repeated)} "
+                    f"(which value is meant is ambiguous)"
+                )
             try:
                 record = PerformanceRecord.model_validate(entry)
             except ValidationError as error:
@@ -340,7 +379,7 @@ def _read_json(text: str, source: str) -> tuple[pd.DataFrame, dict[str, str]]:
             )
     raw = pd.DataFrame(rows, columns=[*COLUMNS, "row_ref"])
     raw["accuracy"] = raw["accuracy"].astype(np.float64)
-    return raw, {"dataset": "<key>", "model": "model_name", "accuracy": "accuracy"}
+    return raw, {"dataset": "<key>", "model": "model_name", "accuracy": "accuracy"}, notes
 
 
 def _header_key(header: str) -> str:
@@ -377,6 +416,12 @@ def _read_csv(
         table = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as error:
         raise PerformanceTableError(f"{source}: malformed CSV: {error}".replace("\n", " ")) from error
+    first_row = next(csv.reader(io.StringIO(text), delimiter=sep, skipinitialspace=True), [])
+    header_counts = pd.Series([h.strip() for h in first_row]).value_counts()
+    if (header_counts > 1).any():  # pandas would rename the second to "name.1" and use the first
+        raise PerformanceTableError(
+            f"{source}: malformed CSV: columns named more than once: {sorted(header_counts[header_counts > 1].index)}"
+        )
     headers = [str(h) for h in table.columns]
 
     def required(role: str, given: str | None, keys: Sequence[str], option: str) -> str:
@@ -479,14 +524,22 @@ def _name_collisions(names: Iterable[str]) -> list[tuple[str, ...]]:
 
 
 def _normalise(
-    raw: pd.DataFrame, *, source: str, columns: dict[str, str], missing_values: Collection[float] = ()
+    raw: pd.DataFrame,
+    *,
+    source: str,
+    columns: dict[str, str],
+    missing_values: Collection[float] = (),
+    notes: Sequence[str] = (),
 ) -> PerformanceTable:
-    """Shared by every format: ``raw`` has COLUMNS (accuracy float, any scale) and ``row_ref``."""
+    """Shared by every format: ``raw`` has COLUMNS (accuracy float, any scale) and ``row_ref``.
+
+    ``notes``: normalisations already applied while reading (reported with the others).
+    """
     n_read = len(raw)
     if n_read == 0:
         raise PerformanceTableError(f"{source}: the table is empty (no rows)")
     raw = _clean_names(raw, source)
-    notes: list[str] = []
+    notes = list(notes)
 
     if missing_values:
         sentinel = raw["accuracy"].isin(list(missing_values))

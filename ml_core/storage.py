@@ -4,7 +4,16 @@ Every artifact is a directory (or a single file) that is first written under a t
 sibling name and then renamed into place, with a ``manifest.json`` written last inside it.
 A reader treats a directory without a manifest as absent, so an interrupted write is never
 read as valid. Paths are :class:`upath.UPath`, so ``s3://``, ``gs://`` and ``memory://`` roots
-go through the same code as local folders.
+go through the same code as local folders. On a local disk the publication is one atomic
+``rename``; on an object store (no atomic directory rename) every file is moved first and the
+manifest last, so a reader still never sees a manifest before the data.
+
+Leftovers of killed runs (``.<name>.tmp-<32 hex>``) are removed by
+:func:`collect_stale_temporaries`, which decides from the storage alone, with no lock and no
+assumption that the writer runs on this machine: a live staging directory holds a
+``.heartbeat`` file that its writer rewrites every :data:`HEARTBEAT_SECONDS`, so only entries
+whose last sign of life is older than a threshold (hours by default) are ever removed, and a
+writer whose directory was removed under it refuses to publish.
 """
 
 from __future__ import annotations
@@ -14,10 +23,15 @@ import hashlib
 import json
 import logging
 import os
+import re
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import zarr
 import zarr.storage
@@ -26,7 +40,17 @@ from upath import UPath
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
+HEARTBEAT_NAME = ".heartbeat"
+#: how often a staging directory's writer proves it is alive (seconds).
+HEARTBEAT_SECONDS = 30.0
+#: default age (seconds since the last sign of life) after which a staging leftover is removed.
+STALE_AFTER_SECONDS = 6 * 3600.0
 _TMP_MARK = ".tmp-"
+_TMP_NAME = re.compile(r"^\..+\.tmp-[0-9a-f]{32}$")
+_SECRET_QUERY = re.compile(
+    r"(?i)^(x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|x-goog-credential|sig|signature|"
+    r"token|access_token|sas|password|passwd|secret|key|api_key|apikey|se|sv|sp)$"
+)
 
 
 def as_upath(path: str | os.PathLike[str] | UPath) -> UPath:
@@ -69,13 +93,47 @@ def hash_parts(*parts: Any) -> str:
     return sha256_bytes(stable_json(list(parts)).encode())[:32]
 
 
+def redact_url(text: str | os.PathLike[str]) -> str:
+    """``text`` with credentials removed from any URL in it: user info and secret query values.
+
+    ``s3://AKIA:secret@bucket/x`` -> ``s3://***@bucket/x``;
+    ``https://host/x?sig=abc&v=1`` -> ``https://host/x?sig=***&v=1``. Plain paths are unchanged.
+    """
+
+    def clean(match: re.Match[str]) -> str:
+        url = match.group(0)
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return url
+        netloc = parts.netloc
+        if "@" in netloc:
+            netloc = "***@" + netloc.rsplit("@", 1)[1]
+        query = "&".join(
+            f"{k}=***" if _SECRET_QUERY.match(k) else (f"{k}={v}" if sep else k)
+            for k, sep, v in (item.partition("=") for item in parts.query.split("&") if item)
+        )
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+    return re.sub(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+", clean, str(text))
+
+
 def write_json(path: UPath, value: Any) -> None:
-    """Write JSON to ``path`` through a temporary sibling then rename (atomic on local disks)."""
+    """Write JSON to ``path`` through a temporary sibling then rename.
+
+    Atomic on local disks (``os.replace``) and on object stores (one object written whole): a
+    reader sees the old or the new content, never a mix. A failed write leaves no temporary.
+    """
     path = as_upath(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}{_TMP_MARK}{uuid.uuid4().hex}")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str))
-    _rename(tmp, path, replace=True)
+    try:
+        tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str))
+        _rename(tmp, path, replace=True)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            remove_tree(tmp)
+        raise
 
 
 def read_json(path: UPath) -> Any:
@@ -101,8 +159,17 @@ def _rename(src: UPath, dst: UPath, *, replace: bool) -> None:
         return
     fs = src.fs
     if not replace and fs.exists(dst.path):
-        raise FileExistsError(str(dst))
-    fs.mv(src.path, dst.path, recursive=True)
+        raise FileExistsError(redact_url(dst))
+    if not fs.isdir(src.path):
+        fs.mv(src.path, dst.path)
+        return
+    # no atomic directory rename on object stores: every file first, the manifest last
+    root = src.path.rstrip("/")
+    files = sorted(fs.find(src.path), key=lambda f: f.rsplit("/", 1)[-1] == MANIFEST_NAME)
+    for file in files:
+        fs.mv(file, dst.path.rstrip("/") + file[len(root) :])
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm(src.path, recursive=True)
 
 
 def remove_tree(path: UPath) -> None:
@@ -120,6 +187,46 @@ def remove_tree(path: UPath) -> None:
             path.fs.rm(path.path, recursive=True)
 
 
+class _Heartbeat:
+    """Rewrites ``<directory>/.heartbeat`` every ``period`` seconds, from a daemon thread.
+
+    ``lost`` becomes True if the file disappears (the directory was garbage-collected while
+    its writer was silent for longer than the collection threshold): the writer must not publish.
+    """
+
+    def __init__(self, directory: UPath, period: float):
+        self.path = directory / HEARTBEAT_NAME
+        self.token = uuid.uuid4().hex
+        self.period = period
+        self.lost = False
+        self._done = threading.Event()
+        self.path.write_text(self.token)
+        self._thread = threading.Thread(target=self._run, name="staging-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(self.period):
+            try:
+                if not self.path.exists():
+                    self.lost = True
+                    return
+                self.path.write_text(self.token)
+            except OSError as error:  # a transient store error: try again next period
+                logger.debug("heartbeat %s: %s", redact_url(self.path), error)
+
+    def stop(self) -> bool:
+        """Stop beating; True if the directory is still ours (the heartbeat file was never lost)."""
+        self._done.set()
+        self._thread.join()
+        try:
+            alive = not self.lost and self.path.read_text() == self.token
+        except (FileNotFoundError, OSError):
+            alive = False
+        with contextlib.suppress(FileNotFoundError, OSError):
+            self.path.unlink()
+        return alive
+
+
 @contextlib.contextmanager
 def staged_directory(final: UPath) -> Iterator[UPath]:
     """Yield a temporary directory that is renamed to ``final`` when the block succeeds.
@@ -127,17 +234,28 @@ def staged_directory(final: UPath) -> Iterator[UPath]:
     The caller writes everything, then :func:`write_manifest` last. On error the temporary
     directory is removed and ``final`` is untouched. If ``final`` already holds a published
     artifact (a concurrent run with the same content-addressed key won), ours is discarded.
+    While the block runs, a heartbeat file in the temporary directory tells
+    :func:`collect_stale_temporaries` that it is alive.
     """
     final = as_upath(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}{_TMP_MARK}{uuid.uuid4().hex}"
     tmp.mkdir(parents=True, exist_ok=False)
+    heartbeat = _Heartbeat(tmp, HEARTBEAT_SECONDS)
     try:
-        yield tmp
+        try:
+            yield tmp
+        finally:
+            still_ours = heartbeat.stop()
+        if not still_ours:
+            raise RuntimeError(
+                f"{redact_url(tmp)}: the staging directory was removed while being written (garbage-collected "
+                f"after a long silence?); refusing to publish a possibly incomplete artifact"
+            )
         if read_manifest(tmp) is None:
-            raise RuntimeError(f"{tmp}: artifact has no {MANIFEST_NAME}; refusing to publish it")
+            raise RuntimeError(f"{redact_url(tmp)}: artifact has no {MANIFEST_NAME}; refusing to publish it")
         if read_manifest(final) is not None:
-            logger.info("%s already published by another run; keeping that copy", final)
+            logger.info("%s already published by another run; keeping that copy", redact_url(final))
             remove_tree(tmp)
             return
         if final.exists():  # an unpublished leftover (no manifest): replace it
@@ -147,10 +265,71 @@ def staged_directory(final: UPath) -> Iterator[UPath]:
         except OSError:
             if read_manifest(final) is None:
                 raise
+            logger.info("%s published by another run meanwhile; keeping that copy", redact_url(final))
             remove_tree(tmp)
     except BaseException:
         remove_tree(tmp)
         raise
+
+
+def _modified(path: UPath) -> float | None:
+    """Modification time (Unix seconds) of a file or folder, or None when the store cannot say."""
+    try:
+        if is_local(path):
+            return os.stat(path.path).st_mtime
+        value = path.fs.modified(path.path)
+    except (FileNotFoundError, NotImplementedError, OSError, ValueError, TypeError, AttributeError):
+        return None
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _last_sign_of_life(entry: UPath) -> float | None:
+    """When a staging entry was last written: its heartbeat, else the newest time in its tree."""
+    if not entry.is_dir():
+        return _modified(entry)
+    beat = _modified(entry / HEARTBEAT_NAME)
+    if beat is not None:
+        return beat
+    times = [_modified(entry)]
+    if is_local(entry):
+        for folder, dirs, files in os.walk(entry.path):
+            times.extend(_modified(as_upath(os.path.join(folder, n))) for n in dirs + files)
+    else:
+        times.extend(_modified(entry / f[len(entry.path.rstrip("/")) + 1 :]) for f in entry.fs.find(entry.path))
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
+
+
+def collect_stale_temporaries(
+    directory: UPath, *, older_than_s: float = STALE_AFTER_SECONDS, now: float | None = None
+) -> list[UPath]:
+    """Remove staging leftovers directly in ``directory``; returns what was removed.
+
+    Only entries named like our temporaries (``.<name>.tmp-<32 hex>``) whose last sign of life
+    (heartbeat, else newest modification time inside) is more than ``older_than_s`` seconds
+    before ``now`` are removed; an entry whose age the store cannot tell is kept. A live writer
+    refreshes its heartbeat every :data:`HEARTBEAT_SECONDS`, so with a threshold well above
+    that (the default is hours) a running write is never removed, whichever machine runs it.
+    """
+    directory = as_upath(directory)
+    now = time.time() if now is None else now
+    try:
+        children = list(directory.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    removed = []
+    for child in children:
+        if not _TMP_NAME.match(child.name):
+            continue
+        last = _last_sign_of_life(child)
+        if last is None or now - last < older_than_s:
+            continue
+        logger.info("removing staging leftover %s (last written %.0f s ago)", redact_url(child), now - last)
+        remove_tree(child)
+        removed.append(child)
+    return removed
 
 
 def write_manifest(directory: UPath, manifest: dict[str, Any]) -> None:

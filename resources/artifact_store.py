@@ -15,16 +15,28 @@ from pydantic import Field
 from upath import UPath
 
 from ml_core.naming import is_safe_key
-from ml_core.storage import as_upath, read_manifest
+from ml_core.storage import STALE_AFTER_SECONDS, as_upath, collect_stale_temporaries, read_manifest, redact_url
 from resources.settings import default_artifact_root
 
 UNPARTITIONED = "_"
 
 
 class ArtifactStore(ConfigurableResource):
-    """Where every asset's files live; ``root`` may be any fsspec URL."""
+    """Where every asset's files live; ``root`` may be any fsspec URL.
+
+    Prefer credentials from the environment or the filesystem's own config (``AWS_*`` variables,
+    ``~/.aws``): a URL with credentials in it works, but only its redacted form is ever shown
+    (repr, metadata, manifests, logs).
+    """
 
     root: str = Field(default_factory=default_artifact_root, description="local path or fsspec URL")
+
+    def __repr_args__(self):  # pydantic's repr: never show credentials of the root URL
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "root" and isinstance(value, str) else value
+
+    def __str__(self) -> str:
+        return repr(self)
 
     @property
     def root_path(self) -> UPath:
@@ -46,3 +58,16 @@ class ArtifactStore(ConfigurableResource):
 
     def ref_path(self, asset: str, partition: str | None) -> UPath:
         return self.root_path / "_refs" / self._segment(asset) / f"{self._segment(partition)}.json"
+
+    def collect_garbage(self, older_than_s: float = STALE_AFTER_SECONDS, now: float | None = None) -> list[UPath]:
+        """Remove staging leftovers of killed runs anywhere in the store (see
+        :func:`ml_core.storage.collect_stale_temporaries`); published artifacts are never touched."""
+        removed: list[UPath] = []
+        root = self.root_path
+        if not root.exists():
+            return removed
+        for asset_dir in [p for p in root.iterdir() if p.is_dir()]:
+            removed += collect_stale_temporaries(asset_dir, older_than_s=older_than_s, now=now)
+            for partition_dir in [p for p in asset_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]:
+                removed += collect_stale_temporaries(partition_dir, older_than_s=older_than_s, now=now)
+        return removed

@@ -50,13 +50,29 @@ def _read_card(folder: Path) -> dict[str, Any]:
 
 
 def discover_datasets(root: Path) -> list[DatasetEntry]:
-    """Sub-folders of ``root`` that hold at least one split folder (hidden folders ignored)."""
+    """Sub-folders of ``root`` that hold at least one split folder (hidden folders ignored).
+
+    Raises CatalogError when two folders get the same partition key (only possible when one
+    folder is literally named like another's hashed key, e.g. ``my-data-1a2b3c4d``).
+    """
     if not root.is_dir():
         raise CatalogError(f"{root}: datasets folder not found")
     entries = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if any(s.is_dir() and not s.name.startswith(".") for s in folder.iterdir()):
+        try:
+            has_split = any(s.is_dir() and not s.name.startswith(".") for s in folder.iterdir())
+        except OSError as err:
+            logger.warning("%s: cannot list the dataset folder, left out (%s)", folder, err)
+            continue
+        if has_split:
             entries.append(DatasetEntry(folder.name, partition_key(folder.name), folder, _read_card(folder)))
+    keys: dict[str, str] = {}
+    for e in entries:
+        if e.key in keys:
+            raise CatalogError(
+                f"{root}: dataset folders {keys[e.key]!r} and {e.name!r} share the partition key {e.key!r}; rename one"
+            )
+        keys[e.key] = e.name
     return entries
 
 

@@ -48,13 +48,17 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
 def discover_zoo(root: Path, manifest: Path | None = None) -> list[ZooEntry]:
     """Every checkpoint file directly in ``root`` plus the manifest's entries, sorted by name.
 
+    Hidden files (``.x.pt``, macOS ``._x.safetensors``) are ignored.
     A model's name is its file stem (the full file name when two files share a stem). The
     manifest is JSON ``{"models": [{"name", "path", "architecture"?}]}`` with paths relative to
     the manifest's folder, for ``timm:`` / ``torchvision:`` architectures with local weights.
     """
     entries: list[ZooEntry] = []
     if root.is_dir():
-        files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES)
+        files = sorted(
+            p for p in root.iterdir()
+            if p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES and not p.name.startswith(".")
+        )
         stems: dict[str, int] = {}
         for p in files:
             stems[p.stem] = stems.get(p.stem, 0) + 1
@@ -72,6 +76,8 @@ def discover_zoo(root: Path, manifest: Path | None = None) -> list[ZooEntry]:
         for item in listed:
             if not isinstance(item, dict) or "name" not in item or "path" not in item:
                 raise ZooError(f"{manifest}: each model needs 'name' and 'path' (got {item!r})")
+            if not isinstance(item["name"], str) or not item["name"].strip():
+                raise ZooError(f"{manifest}: a model name must be a non-empty string (got {item['name']!r})")
             path = (manifest.parent / item["path"]).resolve()
             entries.append(ZooEntry(item["name"], partition_key(item["name"]), path, item.get("architecture"), item))
     keys: dict[str, str] = {}
