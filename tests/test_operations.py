@@ -9,8 +9,8 @@ from dagster import (
     AssetRecordsFilter,
     build_schedule_context,
     build_sensor_context,
+    DagsterInstance,
     evaluate_automation_conditions,
-    instance_for_test,
     materialize,
 )
 from safetensors.torch import load_file, save_file
@@ -28,9 +28,13 @@ def ops(tmp_path_factory):
     root = tmp_path_factory.mktemp("ops")
     world = small_world(root / "world")
     resources = resources_for(world, root / "artifacts")
-    with instance_for_test() as instance:  # a real (temporary, sqlite) instance: schedules need its ref
-        materialize_all(instance, resources=resources, run_config=FAST_RUN_CONFIG)
-        yield {"world": world, "resources": resources, "instance": instance, "defs": build_definitions(resources)}
+    # a real sqlite instance in a folder (schedules need its ref); unlike instance_for_test it sets
+    # no process-wide state that would outlive this module
+    (root / "dagster_home").mkdir()
+    instance = DagsterInstance.local_temp(str(root / "dagster_home"))
+    materialize_all(instance, resources=resources, run_config=FAST_RUN_CONFIG)
+    yield {"world": world, "resources": resources, "instance": instance, "defs": build_definitions(resources)}
+    instance.dispose()
 
 
 def _latest_storage_ids(instance, asset, keys):
