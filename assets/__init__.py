@@ -7,12 +7,14 @@ from assets.model_embeddings import model_embeddings
 from assets.model_parameters import model_parameters
 from assets.model_recommendations import model_recommendations
 from assets.ranking_transformer import ranking_transformer
+from assets.transfer_performance import transfer_performance
 
 ALL_ASSETS = [
     model_parameters,
     autoencoder,
     model_embeddings,
     dataset_tokens,
+    transfer_performance,
     ground_truth_ranks,
     ranking_transformer,
     model_recommendations,

@@ -36,4 +36,7 @@ def encoder_spec_fingerprint(spec: ImageEncoderSpec) -> str:
     if spec.pretrained and Path(spec.pretrained).is_file():
         weights = sha256_file(Path(spec.pretrained))
     config = sha256_file(Path(spec.model_config_file)) if spec.model_config_file else None
-    return hash_parts("encoder", spec.kind, spec.architecture, weights, config, spec.precision, spec.normalize)
+    parts = ["encoder", spec.kind, spec.architecture, weights, config, spec.precision, spec.normalize]
+    if spec.image_size is not None:  # only set for EfficientNet-Lite0; open_clip keys stay as they were
+        parts.append(spec.image_size)
+    return hash_parts(*parts)

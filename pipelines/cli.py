@@ -1,8 +1,9 @@
 """Command line: ``python -m pipelines.cli demo | run | register``.
 
-``demo`` builds the built-in world (cached), materializes every asset of every partition on the
-persistent Dagster instance (``DAGSTER_HOME``, default ``.work/dagster_home``) and prints, for each
-dataset, the recommended models next to the measured best.
+``demo`` builds the built-in demo world (cached; ``--fixture`` for the small stand-in instead),
+materializes every asset of every partition on the persistent Dagster instance (``DAGSTER_HOME``,
+default ``.work/dagster_home``) and prints, for each held-out dataset, the recommended models next
+to the measured best.
 """
 
 import logging
@@ -15,14 +16,18 @@ import click
 from dagster import DagsterInstance
 
 from assets.artifacts import ArtifactRef
+from assets.partitions import DATASETS, MODELS
+from assets.ground_truth_ranks import load_ground_truth_summary, load_ranks
 from assets.model_recommendations import load_recommendations
+from ml_core.demo_world import build_demo_world
 from ml_core.fixture_world import build_fixture_world
+from ml_core.transfer import TransferError, table_spread
 from ml_core.storage import read_json
 from pipelines.definitions import default_resources, world_resources
 from pipelines.registration import register_partitions
 from pipelines.runner import MaterializationRecord, materialize_all
 from resources.artifact_store import ArtifactStore
-from resources.settings import fixture_world_dir, work_dir
+from resources.settings import demo_world_dir, fixture_world_dir, work_dir
 
 logger = logging.getLogger("modelrec")
 
@@ -83,21 +88,94 @@ def main(ctx: click.Context, verbose: bool) -> None:
     ctx.obj = {"log_level": "DEBUG" if verbose else "WARNING"}
 
 
+def _prune_partitions(instance: DagsterInstance, resources: dict) -> None:
+    """Drop registered partitions the world does not have (e.g. after ``demo --fixture``), as the
+    folder sensors do for a removed checkpoint or dataset: the instance then mirrors this world."""
+    current = {MODELS: {e.key for e in resources["zoo"].entries()}, DATASETS: {e.key for e in resources["catalog"].entries()}}
+    for dimension, keys in current.items():
+        stale = sorted(set(instance.get_dynamic_partitions(dimension)) - keys)
+        for key in stale:
+            instance.delete_dynamic_partition(dimension, key)
+        if stale:
+            click.echo(f"unregistered {len(stale)} {dimension} partition(s) not in this world: {', '.join(stale[:10])}")
+
+
+def _split_of(store: ArtifactStore, key: str) -> str:
+    ref = ArtifactRef.from_dict(read_json(store.ref_path("model_recommendations", key)))
+    manifest = store.lookup("model_recommendations", key, ref.cache_key) or {}
+    return manifest.get("summary", {}).get("split", "?")
+
+
+def print_table_report(store: ArtifactStore) -> None:
+    """Where the ground truth came from, its spread across models, and the degenerate datasets."""
+    ref = ArtifactRef.from_dict(read_json(store.ref_path("ground_truth_ranks", None)))
+    summary = load_ground_truth_summary(ref, store)
+    ranks = load_ranks(ref, store)
+    accuracy = {d: dict(zip(g["model"], g["accuracy"], strict=True)) for d, g in ranks.groupby("dataset")}
+    click.echo(f"\nperformance table: {summary.get('source', 'user table')}, {summary.get('n_datasets')} datasets "
+               f"x {summary.get('n_models')} models")
+    try:
+        spread = table_spread(accuracy)
+    except TransferError as err:
+        click.echo(f"  spread: {err}")
+    else:
+        click.echo(
+            f"  {spread.n_distinct_best} distinct best models over {spread.n_datasets} datasets; always picking the "
+            f"overall best ({spread.overall_best}) costs {100 * spread.regret_of_overall_best_mean:.1f} points on "
+            f"average, {100 * spread.regret_of_overall_best_max:.1f} at worst"
+        )
+    degenerate = summary.get("degenerate_datasets", {})
+    click.echo(f"  degenerate datasets (left out of training and evaluation): {len(degenerate) or 'none'}")
+    for name, why in degenerate.items():
+        click.echo(f"    - {name}: {why}")
+
+
 @main.command()
 @click.option("--seed", default=0, show_default=True, help="seed of the generated world")
+@click.option("--fixture", is_flag=True, help="run on the small STAND-IN fixture world instead (seconds; not real)")
+@click.option("--scale", type=click.Choice(["full", "reduced"]), default="full", show_default=True,
+              help="demo world size: the benchmark, or the reduced one the tests use")
+@click.option("--top", default=3, show_default=True, help="recommended models shown per dataset")
 @click.pass_context
-def demo(ctx: click.Context, seed: int) -> None:
-    """Build the built-in fixture world (a labelled STAND-IN) and run the whole graph on it."""
+def demo(ctx: click.Context, seed: int, fixture: bool, scale: str, top: int) -> None:
+    """Build the built-in demo world (cached) and run the whole graph on it."""
     start = time.perf_counter()
-    world = build_fixture_world(fixture_world_dir(), seed=seed)
-    click.echo(f"world: {world.root} (STAND-IN: generated models and images, random tiny CLIP-like encoder)")
+    if fixture:
+        world = build_fixture_world(fixture_world_dir(), seed=seed)
+        click.echo(f"world: {world.root} (STAND-IN: generated models and images, random tiny CLIP-like encoder)")
+    else:
+        root = demo_world_dir() if scale == "full" else work_dir() / f"demo_world_{scale}"
+        world = build_demo_world(root, scale=scale, seed=seed)
+        spec = world.encoder_spec
+        click.echo(
+            f"world: {world.root} ({scale} scale): {len(world.model_names)} pre-trained models, "
+            f"{len(world.dataset_names)} target datasets; dataset tokens from {spec.architecture} "
+            f"(ImageNet weights, {spec.image_size} px; not CLIP); performance table measured by fine-tuning"
+        )
+    world_seconds = time.perf_counter() - start
+    click.echo(f"world ready in {world_seconds:.1f} s")
     store = ArtifactStore()
     resources = world_resources(world, store)
     instance = _instance()
+    _prune_partitions(instance, resources)
+    graph_start = time.perf_counter()
     records = materialize_all(instance, resources=resources, log_level=ctx.obj["log_level"])
+    graph_seconds = time.perf_counter() - graph_start
     click.echo(_summary(records))
-    print_recommendations(store, sorted({r.partition for r in records if r.asset == "model_recommendations"}))
-    click.echo(f"\ndone in {time.perf_counter() - start:.1f} s; DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
+    click.echo(f"graph: {graph_seconds:.1f} s wall ({sum(r.seconds for r in records):.1f} s inside the assets, "
+               f"the rest is Dagster run overhead)")
+    print_table_report(store)
+    keys = sorted({r.partition for r in records if r.asset == "model_recommendations"})
+    splits = {key: _split_of(store, key) for key in keys}
+    held_out = [k for k in keys if splits[k] == "test"] + [k for k in keys if splits[k] == "val"]
+    click.echo("\nheld-out datasets (never seen by the ranker's training): test, then validation")
+    print_recommendations(store, held_out, top=top)
+    for label, wanted in (("training datasets", "train"), ("datasets without ground truth", "unlabelled")):
+        names = [k for k in keys if splits[k] == wanted]
+        if names:
+            click.echo(f"\n{label}: {', '.join(names)}")
+    click.echo(f"\ndone in {time.perf_counter() - start:.1f} s (world {world_seconds:.1f} s, graph {graph_seconds:.1f} s); "
+               f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
 
 
 @main.command()

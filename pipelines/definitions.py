@@ -4,6 +4,7 @@ from dagster import Definitions
 
 from assets import ALL_ASSETS
 from assets.artifacts import ArtifactRefIOManager
+from ml_core.demo_world import DemoWorld
 from ml_core.fixture_world import FixtureWorld
 from pipelines.jobs import ALL_JOBS
 from pipelines.schedules import ALL_SCHEDULES
@@ -30,15 +31,21 @@ def default_resources(store: ArtifactStore | None = None) -> dict[str, object]:
     }
 
 
-def world_resources(world: FixtureWorld, store: ArtifactStore | None = None) -> dict[str, object]:
-    """Resources pointing at a generated world (zoo, datasets, table, stand-in encoder)."""
+def world_resources(world: FixtureWorld | DemoWorld, store: ArtifactStore | None = None) -> dict[str, object]:
+    """Resources pointing at a generated world: its zoo, datasets and encoder; its performance
+    table if it has one (the fixture world), else none, so ``transfer_performance`` measures it
+    (the demo world)."""
     spec = world.encoder_spec
     return default_resources(store) | {
         "zoo": ModelZoo(root=str(world.zoo_dir)),
         "catalog": DatasetCatalog(root=str(world.datasets_dir)),
-        "performance_table": PerformanceTableResource(path=str(world.table_path)),
+        "performance_table": PerformanceTableResource(path=str(world.table_path) if world.table_path else ""),
         "image_encoder": ImageEncoderResource(
-            architecture=spec.architecture, pretrained=spec.pretrained, model_config_file=spec.model_config_file
+            kind=spec.kind,
+            architecture=spec.architecture,
+            pretrained=spec.pretrained,
+            model_config_file=spec.model_config_file,
+            image_size=spec.image_size,
         ),
     }
 

