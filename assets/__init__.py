@@ -7,7 +7,9 @@ from assets.model_embeddings import model_embeddings
 from assets.model_parameters import model_parameters
 from assets.model_recommendations import model_recommendations
 from assets.ranking_transformer import ranking_transformer
+from assets.ranker_evaluation import ranker_evaluation
 from assets.transfer_performance import transfer_performance
+from assets.transferability_scores import transferability_scores
 
 ALL_ASSETS = [
     model_parameters,
@@ -18,6 +20,8 @@ ALL_ASSETS = [
     ground_truth_ranks,
     ranking_transformer,
     model_recommendations,
+    transferability_scores,
+    ranker_evaluation,
 ]
 
 __all__ = ["ALL_ASSETS", *[a.key.path[-1] for a in ALL_ASSETS]]

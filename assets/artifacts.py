@@ -151,6 +151,20 @@ def png_markdown(path: Path | UPath, alt: str = "plot") -> MetadataValue:
     return MetadataValue.md(f"![{alt}](data:image/png;base64,{data})")
 
 
+def current_ref(store: ArtifactStore, asset: str, partition: str | None) -> ArtifactRef | None:
+    """The asset partition's current artifact (its ``_refs`` pointer), or None if never materialized."""
+    path = store.ref_path(asset, partition)
+    try:
+        return ArtifactRef.from_dict(read_json(path))
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"{redact_url(path)}: corrupt artifact reference ({type(error).__name__}: {error}); "
+            f"re-materialize {asset}[{partition or '-'}] to rewrite it"
+        ) from error
+
+
 class ArtifactRefIOManager(ConfigurableIOManager):
     """Stores each output's :class:`ArtifactRef` as JSON at ``<root>/_refs/<asset>/<partition>.json``.
 
@@ -171,16 +185,7 @@ class ArtifactRefIOManager(ConfigurableIOManager):
         write_json(self.store.ref_path(self._asset_name(context), partition), obj.to_dict())
 
     def _load_one(self, asset: str, partition: str | None) -> ArtifactRef | None:
-        path = self.store.ref_path(asset, partition)
-        try:
-            return ArtifactRef.from_dict(read_json(path))
-        except FileNotFoundError:
-            return None
-        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as error:
-            raise ValueError(
-                f"{redact_url(path)}: corrupt artifact reference ({type(error).__name__}: {error}); "
-                f"re-materialize {asset}[{partition or '-'}] to rewrite it"
-            ) from error
+        return current_ref(self.store, asset, partition)
 
     def load_input(self, context: InputContext) -> ArtifactRef | dict[str, ArtifactRef]:
         asset = self._asset_name(context)

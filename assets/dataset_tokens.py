@@ -16,7 +16,7 @@ from resources.compute import ComputeDevice
 from resources.dataset_catalog import DatasetCatalog
 from resources.image_encoder import ImageEncoderResource
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: image-size guard, single-split fallback
 TOKENS_DIR = "tokens.zarr"
 
 
@@ -84,6 +84,8 @@ def dataset_tokens(
     encoder_text = s["encoder"].get("architecture", "?")
     if s["encoder"].get("standin") or "random" in str(s["encoder"].get("pretrained", "")):
         encoder_text += " (STAND-IN: random weights, not CLIP)"
+    if s["encoder"].get("weights_note"):
+        encoder_text += f" -- {s['encoder']['weights_note']}"
     yield Output(
         result.ref,
         data_version=result.data_version,

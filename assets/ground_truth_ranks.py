@@ -155,6 +155,10 @@ def ground_truth_ranks(
                 "\n".join(f"- {d}: {why}" for d, why in degenerate.items()) or "none"
             ),
             "best_model_per_dataset": MetadataValue.md(best.to_frame("best model").to_markdown()),
+            "excluded_datasets": ", ".join(s.get("excluded_datasets", [])) or "none",
+            "table_normalisations": MetadataValue.md(
+                "\n".join(f"- {note}" for note in s.get("table_report", {}).get("notes", [])) or "none"
+            ),
         },
     )
     yield AssetCheckResult(

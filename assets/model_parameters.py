@@ -12,7 +12,7 @@ from ml_core.storage import sha256_file
 from resources.artifact_store import ArtifactStore
 from resources.model_zoo import ModelZoo
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: fp8 weights, optimizer state never taken for weights
 PARAMS_DIR = "params.zarr"
 
 

@@ -30,7 +30,7 @@ from ml_core.metrics import ranking_report
 from ml_core.recommend import recommendation_table
 from resources.artifact_store import ArtifactStore
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: scores with model names (baseline features)
 RECOMMENDATIONS_FILE = "recommendations.parquet"
 
 
@@ -78,7 +78,7 @@ def model_recommendations(
         ranker = load_ranker(ranking_transformer, store)
         model_keys = sorted(model_embeddings)
         model_tokens = np.stack([load_embedding(model_embeddings[k], store).token for k in model_keys])
-        scores = ranker.score(load_tokens(dataset_tokens, store), model_tokens)
+        scores = ranker.score(load_tokens(dataset_tokens, store), model_tokens, model_keys)
         ranks = load_ranks(ground_truth_ranks, store)
         accuracy_by_dataset = ranks.pivot(index="dataset_key", columns="model_key", values="accuracy").reindex(
             columns=model_keys

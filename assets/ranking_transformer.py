@@ -26,27 +26,33 @@ from resources.artifact_store import ArtifactStore
 from resources.compute import ComputeDevice
 from resources.dataset_catalog import DatasetCatalog
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: cross-attention ranker with baseline features
 EVALUATION_FILE = "evaluation.json"
 
 
 class RankerAssetConfig(Config):
+    """Defaults: the variant that ranker_evaluation's validation folds chose on the demo world
+    (cross-attention, prior + nearest-dataset scores as inputs, pairwise loss, class means)."""
+
+    architecture: Literal["encoder_decoder", "cross_attention"] = "cross_attention"
+    baseline_features: bool = True
     d_model: int = 64
     nhead: int = 4
     num_encoder_layers: int = 1
     num_decoder_layers: int = 2
     dim_feedforward: int = 128
     dropout: float = 0.1
-    loss: Literal["listmle", "pairwise"] = "listmle"
+    loss: Literal["listmle", "pairwise"] = "pairwise"
     temperature_start: float = 1.0
     temperature_end: float = 1.0
-    token_mode: Literal["rows", "class_means"] = "rows"
+    token_mode: Literal["rows", "class_means"] = "class_means"
     max_rows: int = 8
     batch_size: int = 4
-    epochs: int = 60
-    lr: float = 3e-4
+    model_dropout: float = 0.2
+    epochs: int = 40
+    lr: float = 1e-3
     weight_decay: float = 1e-2
-    early_stopping_patience: int = 15
+    early_stopping_patience: int = 10
     val_fraction: float = 0.25
     test_fraction: float = 0.25
     seed: int = 0
@@ -148,7 +154,9 @@ def ranking_transformer(
             seed=config.seed,
         )
         with tempfile.TemporaryDirectory() as local:
-            artifact, history = train_ranker(corpus, config.training_config(compute.torch_device()), Path(local))
+            artifact, history = train_ranker(
+                corpus, config.training_config(compute.torch_device()), Path(local), families=families
+            )
             artifact.model.cpu()
             artifact.save(directory)
             files = copy_training_outputs(Path(local), directory)

@@ -85,7 +85,7 @@ class TransferConfig(Config):
 
 
 @dataclass(frozen=True)
-class _Cell:
+class ZooCell:
     entry: ZooEntry
     card: TransferModelCard | None
     problem: str | None
@@ -100,14 +100,14 @@ class _Cell:
         }
 
 
-def _cells(zoo: ModelZoo) -> list[_Cell]:
+def zoo_cells(zoo: ModelZoo) -> list[ZooCell]:
     cells = []
     for entry in zoo.entries():
         sha = checkpoint_fingerprint(entry.path)
         try:
-            cells.append(_Cell(entry, TransferModelCard.from_sidecar(entry.metadata, entry.path), None, sha))
+            cells.append(ZooCell(entry, TransferModelCard.from_sidecar(entry.metadata, entry.path), None, sha))
         except TransferError as err:
-            cells.append(_Cell(entry, None, str(err), sha))
+            cells.append(ZooCell(entry, None, str(err), sha))
     return cells
 
 
@@ -138,7 +138,7 @@ def transfer_performance(
     protocol = config.transfer_protocol()
     spread_config = {"noise_z": config.noise_z, "min_tolerance": config.min_tolerance, "saturation": config.saturation}
     dataset_fp = dataset_content_fingerprint(entry.path, [protocol.train_split, protocol.test_split])
-    cells = _cells(zoo)
+    cells = zoo_cells(zoo)
     inputs = {"dataset": dataset_fp} | {
         f"model:{c.entry.key}": hashlib.sha256(
             stable_json([c.checkpoint_sha256, c.card.fingerprint() if c.card else c.problem]).encode()

@@ -1,14 +1,23 @@
-"""``RankingCrossAttentionTransformer``: scores every model of a zoo for a dataset.
+"""Rankers that score every model of a zoo for a dataset (higher = better).
 
-An encoder-decoder ``nn.Transformer`` (batch_first): the dataset's tokens (image features)
-are the *source* sequence, the models' tokens the *target* sequence. Neither has positional
-encodings: both are sets, and the scores are permutation-equivariant in the models. Each
-model's decoder output goes through ``Linear(d_model, 1)`` to a score (higher = better).
+``RankingCrossAttentionTransformer`` (``architecture="encoder_decoder"``, the seed's design): an
+encoder-decoder ``nn.Transformer`` (batch_first) with the dataset's tokens (image features) as
+the *source* sequence and the models' tokens as the *target* sequence.
+
+``architecture="cross_attention"`` (lighter): no encoder and no model-to-model attention; each
+model token attends to the dataset tokens (``num_decoder_layers`` blocks of cross-attention +
+MLP), then ``Linear(d_model, 1)``.
+
+Neither uses positional encodings: both sequences are sets, and the scores are
+permutation-equivariant in the models. Optional per-(dataset, model) features ``(B, N, F)``
+(e.g. the data-free prior and the nearest-dataset score) are appended to each model token and
+also feed a linear *skip* score, so the network can learn "baseline + correction".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -24,10 +33,31 @@ class RankerConfig:
     num_decoder_layers: int = 2
     dim_feedforward: int = 256
     dropout: float = 0.1
+    architecture: Literal["encoder_decoder", "cross_attention"] = "encoder_decoder"
+    model_feature_dim: int = 0
+
+
+class _CrossAttentionBlock(nn.Module):
+    """Queries attend to keys/values, then an MLP; pre-norm residual."""
+
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int, dropout: float):
+        super().__init__()
+        self.norm_q = nn.LayerNorm(d_model)
+        self.attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout, batch_first=True)
+        self.norm_ff = nn.LayerNorm(d_model)
+        self.ff = nn.Sequential(
+            nn.Linear(d_model, dim_feedforward), nn.GELU(), nn.Dropout(dropout), nn.Linear(dim_feedforward, d_model)
+        )
+
+    def forward(self, queries: torch.Tensor, memory: torch.Tensor, memory_pad: torch.Tensor | None) -> torch.Tensor:
+        attended, _ = self.attn(self.norm_q(queries), memory, memory, key_padding_mask=memory_pad, need_weights=False)
+        queries = queries + attended
+        return queries + self.ff(self.norm_ff(queries))
 
 
 class RankingCrossAttentionTransformer(nn.Module):
-    """``forward(dataset_tokens (B,M,Dd), model_tokens (B,N,Dm), dataset_mask (B,M), model_mask (B,N)) -> (B,N)``.
+    """``forward(dataset_tokens (B,M,Dd), model_tokens (B,N,Dm), dataset_mask (B,M), model_mask (B,N),
+    model_features (B,N,F)) -> scores (B,N)``.
 
     Masks are True where a token is real. Padded models get score 0 (ignore them downstream).
     """
@@ -36,20 +66,31 @@ class RankingCrossAttentionTransformer(nn.Module):
         super().__init__()
         self.config = config
         c = config
+        model_in = c.model_token_dim + c.model_feature_dim
         self.dataset_proj = nn.Sequential(nn.LayerNorm(c.dataset_token_dim), nn.Linear(c.dataset_token_dim, c.d_model))
-        self.model_proj = nn.Sequential(nn.LayerNorm(c.model_token_dim), nn.Linear(c.model_token_dim, c.d_model))
-        self.transformer = nn.Transformer(
-            d_model=c.d_model,
-            nhead=c.nhead,
-            num_encoder_layers=c.num_encoder_layers,
-            num_decoder_layers=c.num_decoder_layers,
-            dim_feedforward=c.dim_feedforward,
-            dropout=c.dropout,
-            activation="gelu",
-            batch_first=True,
-            norm_first=True,
-        )
+        self.model_proj = nn.Sequential(nn.LayerNorm(model_in), nn.Linear(model_in, c.d_model))
+        if c.architecture == "encoder_decoder":
+            self.transformer = nn.Transformer(
+                d_model=c.d_model,
+                nhead=c.nhead,
+                num_encoder_layers=c.num_encoder_layers,
+                num_decoder_layers=c.num_decoder_layers,
+                dim_feedforward=c.dim_feedforward,
+                dropout=c.dropout,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
+            )
+        elif c.architecture == "cross_attention":
+            self.blocks = nn.ModuleList(
+                _CrossAttentionBlock(c.d_model, c.nhead, c.dim_feedforward, c.dropout)
+                for _ in range(max(c.num_decoder_layers, 1))
+            )
+            self.out_norm = nn.LayerNorm(c.d_model)
+        else:
+            raise ValueError(f"unknown ranker architecture {c.architecture!r}")
         self.score_head = nn.Linear(c.d_model, 1)
+        self.skip = nn.Linear(c.model_feature_dim, 1, bias=False) if c.model_feature_dim else None
 
     def forward(
         self,
@@ -57,19 +98,28 @@ class RankingCrossAttentionTransformer(nn.Module):
         model_tokens: torch.Tensor,
         dataset_mask: torch.Tensor | None = None,
         model_mask: torch.Tensor | None = None,
+        model_features: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        if self.config.model_feature_dim:
+            if model_features is None:
+                raise ValueError("this ranker was built with model features: pass model_features (B, N, F)")
+            model_tokens = torch.cat([model_tokens, model_features], dim=-1)
         src = self.dataset_proj(dataset_tokens)
         tgt = self.model_proj(model_tokens)
         src_pad = None if dataset_mask is None else ~dataset_mask.bool()
         tgt_pad = None if model_mask is None else ~model_mask.bool()
-        out = self.transformer(
-            src,
-            tgt,
-            src_key_padding_mask=src_pad,
-            tgt_key_padding_mask=tgt_pad,
-            memory_key_padding_mask=src_pad,
-        )
+        if self.config.architecture == "encoder_decoder":
+            out = self.transformer(
+                src, tgt, src_key_padding_mask=src_pad, tgt_key_padding_mask=tgt_pad, memory_key_padding_mask=src_pad
+            )
+        else:
+            out = tgt
+            for block in self.blocks:
+                out = block(out, src, src_pad)
+            out = self.out_norm(out)
         scores = self.score_head(out).squeeze(-1)
+        if self.skip is not None:
+            scores = scores + self.skip(model_features).squeeze(-1)
         if model_mask is not None:
             scores = scores.masked_fill(~model_mask.bool(), 0.0)
         return scores

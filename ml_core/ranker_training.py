@@ -8,6 +8,7 @@ models with a training result only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +22,7 @@ from ml_core.baselines import data_free_prior
 from ml_core.dataset_tokens import DatasetTokens
 from ml_core.losses import TemperatureSchedule, list_mle_loss, pairwise_logistic_loss
 from ml_core.metrics import mean_report, ranking_report
+from ml_core.nearest_dataset import dataset_descriptor
 from ml_core.ranker import RankerConfig, RankingCrossAttentionTransformer
 from ml_core.ranking_data import (
     ModelTokenNormalizer,
@@ -29,6 +31,7 @@ from ml_core.ranking_data import (
     build_combined_similarity_loader,
     dataset_token_set,
 )
+from ml_core.ranker_features import N_BASELINE_FEATURES, BaselineReference
 from ml_core.storage import as_upath, read_json, write_json
 from ml_core.trainer import BaseTrainer, TrainerConfig, TrainingHistory
 
@@ -52,6 +55,11 @@ class RankerTrainingConfig:
     token_mode: TokenMode = "rows"
     max_rows: int = 8
     batch_size: int = 4
+    architecture: Literal["encoder_decoder", "cross_attention"] = "encoder_decoder"
+    baseline_features: bool = False  # prior + nearest-dataset scores as per-model inputs
+    knn_k: int = 3
+    knn_temperature: float = 0.05
+    model_dropout: float = 0.0  # augmentation: hide this fraction of models from each training list
     trainer: TrainerConfig = field(
         default_factory=lambda: TrainerConfig(
             epochs=60, lr=3e-4, weight_decay=1e-2, early_stopping_patience=15, scheduler="none"
@@ -60,21 +68,35 @@ class RankerTrainingConfig:
     seed: int = 0
 
 
+def _score_batch(model: RankingCrossAttentionTransformer, batch: dict[str, Any]) -> torch.Tensor:
+    return model(
+        batch["dataset_tokens"],
+        batch["model_tokens"],
+        batch["dataset_mask"],
+        batch["model_mask"],
+        batch.get("model_features"),
+    )
+
+
 class RankerTrainer(BaseTrainer):
     """Batches from :func:`build_combined_similarity_loader`; listwise (or pairwise) loss."""
 
     model: RankingCrossAttentionTransformer
 
-    def __init__(self, model: RankingCrossAttentionTransformer, config: RankerTrainingConfig, out_dir: Path | None):
+    def __init__(
+        self,
+        model: RankingCrossAttentionTransformer,
+        config: RankerTrainingConfig,
+        out_dir: Path | None,
+        steps_per_epoch: int = 1,
+    ):
         super().__init__(model, config.trainer, out_dir)
         self.training_config = config
-        total_steps = max(config.trainer.epochs, 1) * 4
+        total_steps = max(config.trainer.epochs, 1) * max(steps_per_epoch, 1)
         self.temperature = TemperatureSchedule(config.temperature_start, config.temperature_end, total_steps)
 
     def _forward_batch(self, batch: dict[str, Any]) -> torch.Tensor:
-        scores = self.model(
-            batch["dataset_tokens"], batch["model_tokens"], batch["dataset_mask"], batch["model_mask"]
-        )
+        scores = _score_batch(self.model, batch)
         if self.training_config.loss == "pairwise":
             loss = pairwise_logistic_loss(scores, batch["true_scores"], batch["model_mask"])
         else:
@@ -91,9 +113,7 @@ class RankerTrainer(BaseTrainer):
     def validation_metrics(self, val_loader: Any) -> dict[str, float]:
         reports = []
         for batch in val_loader:
-            scores = self.model(
-                batch["dataset_tokens"], batch["model_tokens"], batch["dataset_mask"], batch["model_mask"]
-            )
+            scores = _score_batch(self.model, batch)
             for j in range(batch["batch_size"]):
                 acc = batch["true_accuracy"][j].numpy()
                 if np.sum(~np.isnan(acc)) >= 2:
@@ -112,10 +132,22 @@ class RankerArtifact:
     training: RankerTrainingConfig
     model_normalizer: ModelTokenNormalizer
     info: dict[str, Any]
+    reference: BaselineReference | None = None  # training datasets, for the baseline features
 
-    def score(self, tokens: DatasetTokens, model_tokens: np.ndarray) -> np.ndarray:
-        """Scores ``(N,)`` (higher = better) of ``model_tokens (N, Dm)`` for one dataset."""
+    def score(
+        self, tokens: DatasetTokens, model_tokens: np.ndarray, model_names: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """Scores ``(N,)`` (higher = better) of ``model_tokens (N, Dm)`` for one dataset.
+
+        ``model_names`` are needed when the ranker uses baseline features (to find each model's
+        past results); a model without any gets the neutral feature value.
+        """
         seq, mask = dataset_token_set(tokens, self.training.token_mode, self.training.max_rows, None)
+        features = None
+        if self.reference is not None:
+            if model_names is None:
+                raise ValueError("this ranker uses baseline features: pass model_names")
+            features = torch.from_numpy(self.reference.features(dataset_descriptor(tokens), model_names))[None]
         self.model.eval()
         with torch.inference_mode():
             scores = self.model(
@@ -123,6 +155,7 @@ class RankerArtifact:
                 torch.from_numpy(self.model_normalizer.apply(model_tokens))[None],
                 torch.from_numpy(mask)[None],
                 None,
+                features,
             )
         return scores[0].numpy().astype(np.float64)
 
@@ -139,6 +172,7 @@ class RankerArtifact:
                 "ranker": asdict(self.model.config),
                 "training": training,
                 "model_normalizer": self.model_normalizer.to_dict(),
+                "reference": self.reference.to_dict() if self.reference is not None else None,
                 "info": self.info,
             },
         )
@@ -158,6 +192,7 @@ class RankerArtifact:
             training=RankerTrainingConfig(**training),
             model_normalizer=ModelTokenNormalizer.from_dict(meta["model_normalizer"]),
             info=meta.get("info", {}),
+            reference=BaselineReference.from_dict(meta["reference"]) if meta.get("reference") else None,
         )
 
 
@@ -179,7 +214,7 @@ def evaluate_rankers(
         acc = corpus.accuracy_of([name])[0]
         if np.sum(~np.isnan(acc)) < 2:
             continue
-        learned = artifact.score(corpus.dataset_tokens[name], corpus.model_tokens)
+        learned = artifact.score(corpus.dataset_tokens[name], corpus.model_tokens, corpus.model_names)
         for method, scores in (("ranker", learned), ("prior", prior)):
             rows.append({"dataset": name, "split": split, "method": method, **ranking_report(acc, scores)})
     summary: dict[str, dict[str, dict[str, float]]] = {}
@@ -195,13 +230,51 @@ def evaluate_rankers(
     return {"per_dataset": rows, "summary": summary}
 
 
+def baseline_reference(
+    corpus: RankingCorpus, families: Mapping[str, str], config: RankerTrainingConfig
+) -> BaselineReference:
+    """The training datasets' accuracies and descriptors, for the baseline features."""
+    train_names = corpus.datasets_in(("train",))
+    return BaselineReference(
+        dataset_names=train_names,
+        model_names=list(corpus.model_names),
+        accuracy=corpus.accuracy_of(train_names),
+        descriptors=np.stack([dataset_descriptor(corpus.dataset_tokens[d]) for d in train_names]),
+        families={d: families.get(d, d) for d in train_names},
+        k=config.knn_k,
+        temperature=config.knn_temperature,
+    )
+
+
+def with_baseline_features(
+    corpus: RankingCorpus, reference: BaselineReference, families: Mapping[str, str]
+) -> RankingCorpus:
+    """The corpus with per-dataset baseline features; a training dataset's own family is left out
+    of its reference, so that it looks like a held-out dataset."""
+    features = {}
+    for name in corpus.dataset_names:
+        own = families.get(name, name) if corpus.splits.get(name, "train") == "train" else None
+        features[name] = reference.features(dataset_descriptor(corpus.dataset_tokens[name]), corpus.model_names, own)
+    return replace(corpus, model_features=features)
+
+
 def train_ranker(
-    corpus: RankingCorpus, config: RankerTrainingConfig, out_dir: Path | None = None
+    corpus: RankingCorpus,
+    config: RankerTrainingConfig,
+    out_dir: Path | None = None,
+    families: Mapping[str, str] | None = None,
 ) -> tuple[RankerArtifact, TrainingHistory]:
-    """Fit the ranker on the corpus's ``train`` datasets, early-stopping on ``val`` when present."""
+    """Fit the ranker on the corpus's ``train`` datasets, early-stopping on ``val`` when present.
+
+    ``families`` (dataset -> family) matters only with ``config.baseline_features``.
+    """
     train_names = corpus.datasets_in(("train",))
     if not train_names:
         raise ValueError("no training datasets with ground truth: cannot train the ranker")
+    reference = None
+    if config.baseline_features:
+        reference = baseline_reference(corpus, families or {}, config)
+        corpus = with_baseline_features(corpus, reference, families or {})
     seen = ~np.all(np.isnan(corpus.accuracy_of(train_names)), axis=0)
     normalizer = ModelTokenNormalizer.fit(corpus.model_tokens[seen])
     torch.manual_seed(config.seed)
@@ -214,18 +287,28 @@ def train_ranker(
         num_decoder_layers=config.num_decoder_layers,
         dim_feedforward=config.dim_feedforward,
         dropout=config.dropout,
+        architecture=config.architecture,
+        model_feature_dim=N_BASELINE_FEATURES if config.baseline_features else 0,
     )
     model = RankingCrossAttentionTransformer(ranker_config)
     common = {"model_normalizer": normalizer, "token_mode": config.token_mode, "max_rows": config.max_rows}
     train_loader = build_combined_similarity_loader(
-        corpus, splits=("train",), batch_size=config.batch_size, shuffle=True, sample_rows=True, seed=config.seed, **common
+        corpus,
+        splits=("train",),
+        batch_size=config.batch_size,
+        shuffle=True,
+        sample_rows=True,
+        seed=config.seed,
+        model_dropout=config.model_dropout,
+        **common,
     )
     val_loader = None
     if corpus.datasets_in(("val",)):
         val_loader = build_combined_similarity_loader(corpus, splits=("val",), batch_size=config.batch_size, **common)
     if val_loader is None:  # nothing to early-stop on: keep the last epoch's weights only if train loss improves
         config = replace(config, trainer=replace(config.trainer, monitor="train_loss", monitor_mode="min"))
-    trainer = RankerTrainer(model, config, out_dir)
+    trainer = RankerTrainer(model, config, out_dir, steps_per_epoch=len(train_loader))
     history = trainer.fit(train_loader, val_loader)
     info = {"splits": dict(corpus.splits), "models_seen_in_training": int(seen.sum())}
-    return RankerArtifact(model=model, training=config, model_normalizer=normalizer, info=info), history
+    artifact = RankerArtifact(model=model, training=config, model_normalizer=normalizer, info=info, reference=reference)
+    return artifact, history

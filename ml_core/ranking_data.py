@@ -9,7 +9,9 @@ Each batch is a dict (B datasets, every model of the corpus):
 * ``true_ranks`` ``(B, N)`` int64 (0 = best, -1 = unknown), ``true_scores`` ``(B, N)`` float32
   (accuracy z-scored within the dataset, higher = better), ``true_accuracy`` ``(B, N)`` (NaN = unknown);
 * ``model_names`` (list of N), ``dataset_names`` (list of B), ``model_indices`` ``(B, N)`` int64,
-  ``dataset_splits`` (list of B), ``batch_size`` (int).
+  ``dataset_splits`` (list of B), ``batch_size`` (int);
+* ``model_features`` ``(B, N, F)`` float32 when the corpus carries per-(dataset, model) features
+  (see :mod:`ml_core.ranker_features`).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class RankingCorpus:
     dataset_tokens: dict[str, DatasetTokens]
     accuracy: np.ndarray  # (D, N), NaN where unknown
     splits: dict[str, str] = field(default_factory=dict)  # dataset -> train / val / test
+    model_features: dict[str, np.ndarray] | None = None  # dataset -> (N, F) per-model features
 
     def __post_init__(self) -> None:
         if self.model_tokens.shape[0] != len(self.model_names):
@@ -119,10 +122,13 @@ class _RankingItems(Dataset):
         sample_rows: bool,
         seed: int,
         labelled: bool,
+        model_dropout: float = 0.0,
     ):
         self.corpus, self.datasets, self.mode, self.max_rows = corpus, datasets, mode, max_rows
         self.model_tokens = torch.from_numpy(model_tokens)
         self.rng = np.random.default_rng(seed) if sample_rows else None
+        self.model_rng = np.random.default_rng([seed, 1]) if model_dropout > 0 else None
+        self.model_dropout = model_dropout
         self.labelled = labelled
         acc = corpus.accuracy_of(datasets) if labelled else np.full((len(datasets), len(corpus.model_names)), np.nan)
         self.accuracy = acc
@@ -136,7 +142,14 @@ class _RankingItems(Dataset):
         name = self.datasets[i]
         seq, mask = dataset_token_set(self.corpus.dataset_tokens[name], self.mode, self.max_rows, self.rng)
         known = ~np.isnan(self.accuracy[i]) if self.labelled else np.ones(len(self.corpus.model_names), dtype=bool)
+        if self.model_rng is not None:  # augmentation: rank a random subset of the models
+            keep = self.model_rng.random(len(known)) >= self.model_dropout
+            if (known & keep).sum() >= 2:
+                known = known & keep
+        features = self.corpus.model_features[name] if self.corpus.model_features is not None else None
+        item_features = {} if features is None else {"model_features": torch.from_numpy(features.astype(np.float32))}
         return {
+            **item_features,
             "dataset_tokens": torch.from_numpy(seq),
             "dataset_mask": torch.from_numpy(mask),
             "model_mask": torch.from_numpy(known),
@@ -158,7 +171,11 @@ class _RankingItems(Dataset):
             tokens[j, :k] = it["dataset_tokens"]
             mask[j, :k] = it["dataset_mask"]
         n = self.model_tokens.shape[0]
+        extra = {}
+        if "model_features" in items[0]:
+            extra["model_features"] = torch.stack([it["model_features"] for it in items])
         return {
+            **extra,
             "dataset_tokens": tokens,
             "dataset_mask": mask,
             "model_tokens": self.model_tokens.unsqueeze(0).expand(b, -1, -1).clone(),
@@ -187,11 +204,13 @@ def build_combined_similarity_loader(
     seed: int = 0,
     labelled: bool = True,
     datasets: Sequence[str] | None = None,
+    model_dropout: float = 0.0,
 ) -> DataLoader:
     """One loader over the datasets of ``splits`` (or an explicit ``datasets`` list).
 
     ``sample_rows`` draws a fresh random subset of ``max_rows`` class-balanced rows every time
     a dataset is visited (training augmentation); otherwise the first ``max_rows`` rows are used.
+    ``model_dropout`` hides that fraction of the models from each visited list (augmentation).
     """
     names = list(datasets) if datasets is not None else corpus.datasets_in(splits)
     items = _RankingItems(
@@ -203,6 +222,7 @@ def build_combined_similarity_loader(
         sample_rows,
         seed,
         labelled,
+        model_dropout,
     )
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(items, batch_size=batch_size, shuffle=shuffle, collate_fn=items.collate, generator=generator)

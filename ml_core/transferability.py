@@ -8,8 +8,10 @@ Both take one model's features of the target's images ``features (n, d)`` and th
   with the prior precision ``alpha`` and noise precision ``beta`` set by evidence maximisation
   (MacKay's fixed-point updates); the score is the mean over classes of the evidence per sample.
 * :func:`h_score` -- H-score (Bao et al., ICIP 2019): ``tr(cov(f)^-1 cov(E[f | y]))``, the
-  share of the feature covariance explained by the class means, with a small ridge on cov(f)
-  so that rank-deficient features stay finite.
+  share of the feature covariance explained by the class means. With more feature dimensions
+  than images the sample covariance is singular, so ``cov(f)`` is Ledoit-Wolf shrunk (the
+  "regularised H-score" of Ibrahim et al., ICLR 2022); ``shrinkage=0`` gives the original
+  with only a tiny ridge.
 """
 
 from __future__ import annotations
@@ -101,14 +103,43 @@ def logme(features: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean([logme_fit(f, (y == c).astype(np.float64))[0] for c in classes]))
 
 
-def h_score(features: np.ndarray, labels: np.ndarray, ridge: float = 1e-6) -> float:
-    """H-score ``tr(cov(f)^-1 cov(E[f|y]))`` with ``ridge * mean variance`` added to cov(f)."""
+def h_score(
+    features: np.ndarray, labels: np.ndarray, ridge: float = 1e-6, shrinkage: float | None = None
+) -> float:
+    """H-score ``tr(cov(f)^-1 cov(E[f|y]))``.
+
+    ``cov(f)`` is shrunk towards ``mu I`` (``mu`` = mean variance) by ``shrinkage`` in [0, 1]
+    (None: the Ledoit-Wolf estimate), then ``ridge * mu`` is added.
+    """
     f, y = _as_inputs(features, labels)
     f = f - f.mean(0, keepdims=True)
     cov_f = f.T @ f / len(f)
-    cov_f += ridge * max(float(np.trace(cov_f)) / len(cov_f), 1e-12) * np.eye(len(cov_f))
+    mu = max(float(np.trace(cov_f)) / len(cov_f), 1e-12)
+    if shrinkage is None:
+        from sklearn.covariance import ledoit_wolf_shrinkage
+
+        shrinkage = float(ledoit_wolf_shrinkage(f, assume_centered=True))
+    cov_f = (1 - shrinkage) * cov_f + shrinkage * mu * np.eye(len(cov_f))
+    cov_f += ridge * mu * np.eye(len(cov_f))
     class_means = np.zeros_like(f)
     for c in np.unique(y):
         class_means[y == c] = f[y == c].mean(0)
     cov_g = class_means.T @ class_means / len(f)
     return float(np.trace(np.linalg.solve(cov_f, cov_g)))
+
+
+def model_features(model, images, batch_size: int = 256):  # noqa: ANN001 - torch types, lazy import
+    """Pooled features ``(n, d)`` float64 of a model with ``forward_features`` on ``images (n, 3, H, W)``."""
+    import torch
+
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            out.append(model.forward_features(images[start : start + batch_size]).double())
+    return torch.cat(out).numpy()
+
+
+def transferability_report(features: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """LogME and H-score of one model's target features, with the feature width."""
+    return {"logme": logme(features, labels), "h_score": h_score(features, labels), "feature_dim": int(features.shape[1])}

@@ -13,14 +13,17 @@ from collections import Counter
 from pathlib import Path
 
 import click
+import pandas as pd
 from dagster import DagsterInstance
 
-from assets.artifacts import ArtifactRef
-from assets.partitions import DATASETS, MODELS
+from assets.artifacts import ArtifactRef, current_ref
 from assets.ground_truth_ranks import load_ground_truth_summary, load_ranks
 from assets.model_recommendations import load_recommendations
+from assets.partitions import DATASETS, MODELS
+from assets.ranker_evaluation import SUMMARY_FILE as EVALUATION_SUMMARY_FILE
 from ml_core.demo_world import build_demo_world
 from ml_core.fixture_world import build_fixture_world
+from ml_core.ranker_evaluation import summary_markdown
 from ml_core.transfer import TransferError, table_spread
 from ml_core.storage import read_json
 from pipelines.definitions import default_resources, world_resources
@@ -130,6 +133,19 @@ def print_table_report(store: ArtifactStore) -> None:
         click.echo(f"    - {name}: {why}")
 
 
+def print_evaluation(store: ArtifactStore) -> None:
+    """The held-out evaluation's test table (means over folds), if it was materialized."""
+    ref = current_ref(store, "ranker_evaluation", None)
+    if ref is None:
+        return
+    saved = read_json(ref.directory(store) / EVALUATION_SUMMARY_FILE)
+    summary = pd.DataFrame(saved["summary"])
+    methods = ["random", "prior", "nearest", "h_score", "logme", "ranker", "two_stage"]
+    click.echo(f"\nheld-out evaluation (ranker_evaluation; reported ranker variant chosen on validation: "
+               f"{saved['selected_variant']}); weighted tau truth-ordered, means ± std over folds:")
+    click.echo(summary_markdown(summary, methods))
+
+
 @main.command()
 @click.option("--seed", default=0, show_default=True, help="seed of the generated world")
 @click.option("--fixture", is_flag=True, help="run on the small STAND-IN fixture world instead (seconds; not real)")
@@ -174,6 +190,7 @@ def demo(ctx: click.Context, seed: int, fixture: bool, scale: str, top: int) -> 
         names = [k for k in keys if splits[k] == wanted]
         if names:
             click.echo(f"\n{label}: {', '.join(names)}")
+    print_evaluation(store)
     click.echo(f"\ndone in {time.perf_counter() - start:.1f} s (world {world_seconds:.1f} s, graph {graph_seconds:.1f} s); "
                f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
 

@@ -19,9 +19,16 @@ flatten_models_job = define_asset_job(
 )
 dataset_tokens_job = define_asset_job(
     "dataset_tokens_job",
-    selection=AssetSelection.assets("dataset_tokens"),
+    selection=AssetSelection.assets("dataset_tokens", "transfer_performance"),
     partitions_def=datasets_partitions,
-    description="Encode a dataset's images into tokens (one run per dataset partition).",
+    description="Encode a dataset's images into tokens and, when no performance table is configured, "
+    "measure every model's transfer to it (one run per dataset partition).",
+)
+measure_transfer_job = define_asset_job(
+    "measure_transfer",
+    selection=AssetSelection.assets("transfer_performance"),
+    partitions_def=datasets_partitions,
+    description="Measure transfer accuracy on a dataset (cell cache: after a new model only its cells run).",
 )
 train_job = define_asset_job(
     "train",
@@ -51,4 +58,12 @@ def register_partitions_job() -> None:
     register_zoo_and_datasets()
 
 
-ALL_JOBS = [embed_models_job, flatten_models_job, dataset_tokens_job, train_job, recommend_job, register_partitions_job]
+ALL_JOBS = [
+    embed_models_job,
+    flatten_models_job,
+    dataset_tokens_job,
+    measure_transfer_job,
+    train_job,
+    recommend_job,
+    register_partitions_job,
+]

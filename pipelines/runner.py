@@ -27,6 +27,8 @@ STAGES: tuple[tuple[str, str | None], ...] = (
     ("ground_truth_ranks", None),
     ("ranking_transformer", None),
     ("model_recommendations", DATASETS),
+    ("transferability_scores", DATASETS),
+    ("ranker_evaluation", None),
 )
 
 

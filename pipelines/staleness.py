@@ -8,8 +8,7 @@ hashes recorded in the embedding's manifest, so it is exact and needs no Dagster
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from assets.artifacts import ArtifactRef
-from ml_core.storage import read_json
+from assets.artifacts import current_ref
 from resources.artifact_store import ArtifactStore
 
 
@@ -18,13 +17,6 @@ class StaleModel:
     key: str
     reason: str  # "missing", "autoencoder retrained", "parameters changed", "parameters missing"
     autoencoder_hash: str
-
-
-def current_ref(store: ArtifactStore, asset: str, partition: str | None) -> ArtifactRef | None:
-    try:
-        return ArtifactRef.from_dict(read_json(store.ref_path(asset, partition)))
-    except FileNotFoundError:
-        return None
 
 
 def stale_model_embeddings(store: ArtifactStore, model_keys: Iterable[str]) -> list[StaleModel]:

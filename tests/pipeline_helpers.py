@@ -12,6 +12,7 @@ FAST_RUN_CONFIG: dict[str, Any] = {
     "ops": {
         "autoencoder": {"config": {"epochs": 2, "max_chunks_per_model": 64, "hidden_dim": 256, "code_dim": 64}},
         "ranking_transformer": {"config": {"epochs": 4, "d_model": 32, "dim_feedforward": 64}},
+        "ranker_evaluation": {"config": {"epochs": 2, "d_model": 16, "models_folds": 2, "val_families": 1}},
     }
 }
 

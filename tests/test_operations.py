@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from assets import ALL_ASSETS
 from pipelines.definitions import build_definitions
-from pipelines.runner import materialize_all
+from pipelines.runner import STAGES, materialize_all
 from pipelines.schedules import reembed_stale_models
 from pipelines.sensors import dataset_catalog_sensor, model_zoo_sensor
 from tests.pipeline_helpers import FAST_RUN_CONFIG, resources_for, small_world
@@ -32,7 +32,8 @@ def ops(tmp_path_factory):
     # no process-wide state that would outlive this module
     (root / "dagster_home").mkdir()
     instance = DagsterInstance.local_temp(str(root / "dagster_home"))
-    materialize_all(instance, resources=resources, run_config=FAST_RUN_CONFIG)
+    serving_stages = [s for s in STAGES if s[0] not in ("transferability_scores", "ranker_evaluation")]
+    materialize_all(instance, resources=resources, run_config=FAST_RUN_CONFIG, stages=serving_stages)
     yield {"world": world, "resources": resources, "instance": instance, "defs": build_definitions(resources)}
     instance.dispose()
 

@@ -46,6 +46,8 @@ def test_every_asset_and_partition_materializes(pipeline_run):
         "ground_truth_ranks": 1,
         "ranking_transformer": 1,
         "model_recommendations": n_datasets,
+        "transferability_scores": n_datasets,
+        "ranker_evaluation": 1,
     }
     assert not any(r.cache_hit for r in first)
     for asset in ASSETS:

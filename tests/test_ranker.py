@@ -155,3 +155,22 @@ def test_prior_is_mean_normalised_training_performance():
     prior = data_free_prior(train)
     # per-row min-max: [1, .5, 0], [.5, 1, 0], [nan, 0, 1] -> means [.75, .5, 1/3]
     np.testing.assert_allclose(prior, [0.75, 0.5, 1 / 3])
+
+
+def test_cross_attention_ranker_with_baseline_features_round_trips(tmp_path):
+    corpus = _corpus()
+    families = {name: f"fam{i // 2}" for i, name in enumerate(corpus.dataset_names)}
+    config = RankerTrainingConfig(
+        d_model=16, nhead=2, dim_feedforward=32, token_mode="class_means", architecture="cross_attention",
+        baseline_features=True, loss="pairwise", model_dropout=0.3,
+        trainer=TrainerConfig(epochs=5, lr=3e-3, scheduler="none", early_stopping_patience=None),
+    )
+    artifact, history = train_ranker(corpus, config, tmp_path, families=families)
+    assert artifact.reference is not None and artifact.reference.dataset_names == corpus.datasets_in(("train",))
+    artifact.save(tmp_path / "r")
+    loaded = RankerArtifact.load(tmp_path / "r")
+    tokens = corpus.dataset_tokens["d7"]
+    expected = artifact.score(tokens, corpus.model_tokens, corpus.model_names)
+    np.testing.assert_allclose(loaded.score(tokens, corpus.model_tokens, corpus.model_names), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="model_names"):
+        loaded.score(tokens, corpus.model_tokens)

@@ -38,7 +38,18 @@ def test_h_score_in_one_dimension_is_between_over_total_variance():
     f = np.array([[0.0], [2.0], [4.0], [10.0]])
     y = np.array([0, 0, 1, 1])
     between = np.var([1.0, 1.0, 7.0, 7.0])
-    assert h_score(f, y, ridge=0.0) == pytest.approx(between / np.var(f[:, 0]))
+    assert h_score(f, y, ridge=0.0, shrinkage=0.0) == pytest.approx(between / np.var(f[:, 0]))
+
+
+def test_shrunk_h_score_stays_finite_and_informative_with_more_dims_than_images():
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(3), 10)
+    signal = np.zeros((30, 200))
+    signal[:, :3] = np.eye(3)[labels] * 2
+    informative = signal + rng.normal(size=(30, 200))
+    noise = rng.normal(size=(30, 200))
+    assert np.isfinite(h_score(noise, labels))
+    assert h_score(informative, labels) > h_score(noise, labels)
 
 
 def test_bad_inputs_are_refused():

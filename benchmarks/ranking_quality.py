@@ -1,0 +1,91 @@
+"""Ranking quality on held-out data: the learned ranker beside random, the prior, nearest-dataset,
+LogME and H-score, for leave-family-out and leave-models-out folds, in one run.
+
+It reads a materialized artifact store (run `make demo` first: the demo world's embeddings,
+tokens, ground truth and transferability scores), sweeps the ranker variants, selects the one
+with the best mean VALIDATION weighted tau (test folds never take part), and prints the test
+table with the seed and the commit. Figures are means over folds +- their std over folds.
+
+    .venv/bin/python benchmarks/ranking_quality.py                  # .work/artifacts, demo world
+    .venv/bin/python benchmarks/ranking_quality.py --variants default
+"""
+
+import argparse
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from assets.artifacts import current_ref
+from assets.ranker_evaluation import (
+    DEFAULT_VARIANTS,
+    SWEEP_VARIANTS,
+    RankerEvaluationConfig,
+    load_evaluation_data,
+    tokens_without_factory,
+)
+from ml_core.evaluation_folds import leave_family_out_folds, leave_models_out_folds
+from ml_core.ranker_evaluation import EvaluationConfig, evaluate, summary_markdown
+from resources.artifact_store import ArtifactStore
+from resources.dataset_catalog import DatasetCatalog
+from resources.settings import default_artifact_root, default_datasets_dir
+
+
+def refs(store: ArtifactStore, asset: str) -> dict:
+    folder = store.root_path / "_refs" / asset
+    if not folder.exists():
+        return {}
+    return {p.stem: current_ref(store, asset, p.stem) for p in folder.iterdir() if p.suffix == ".json"}
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", default=default_artifact_root())
+    parser.add_argument("--datasets", default=default_datasets_dir())
+    parser.add_argument("--variants", choices=["default", "sweep"], default="sweep")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--models-folds", type=int, default=3)
+    parser.add_argument("--out", default=None, help="write the rows as parquet here")
+    args = parser.parse_args()
+
+    store = ArtifactStore(root=args.store)
+    catalog = DatasetCatalog(root=args.datasets)
+    start = time.perf_counter()
+    data = load_evaluation_data(
+        store, catalog, refs(store, "model_embeddings"), refs(store, "dataset_tokens"),
+        current_ref(store, "ground_truth_ranks", None), refs(store, "transferability_scores"),
+    )
+    autoencoder = current_ref(store, "autoencoder", None)
+    ae_manifest = store.lookup("autoencoder", None, autoencoder.cache_key) or {}
+    tokens_without = tokens_without_factory(store, refs(store, "model_parameters"), ae_manifest, data.model_names)
+    variants = DEFAULT_VARIANTS if args.variants == "default" else SWEEP_VARIANTS
+    config = RankerEvaluationConfig(variants=json.dumps(variants), seed=args.seed, models_folds=args.models_folds)
+    folds = leave_family_out_folds(data.dataset_names, data.families, val_families=config.val_families, seed=args.seed)
+    folds += leave_models_out_folds(data.model_names, data.dataset_names, data.families, n_folds=args.models_folds,
+                                    val_families=config.val_families, seed=args.seed)
+    result = evaluate(data, folds, EvaluationConfig(config.ranker_variants(), seed=args.seed), tokens_without)
+    seconds = time.perf_counter() - start
+    if args.out:
+        result.rows.to_parquet(Path(args.out), index=False)
+
+    print(f"ranking quality | commit {commit()} | seed {args.seed} | store {args.store}")
+    print(f"{len(data.model_names)} models, {len(data.dataset_names)} labelled datasets in "
+          f"{len(set(data.families.values()))} families; {len(folds)} folds; {seconds:.0f} s on this CPU")
+    print("weighted tau 'truth' = scipy.stats.weightedtau(accuracy, score, rank=None) (Model Spider's); "
+          "'scipy' = weightedtau(score, accuracy) (LogME / SFDA papers); regret in accuracy points")
+    print("validation weighted tau per variant (leave-family-out; chooses the reported 'ranker'):")
+    for name, value in sorted(result.variant_validation.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:40s} {value:+.3f}{'   <- selected' if name == result.selected_variant else ''}")
+    print("\nTEST (held-out datasets; leave-models-out ranks only the held-out models):")
+    print(summary_markdown(result.summary("test")))
+
+
+if __name__ == "__main__":
+    main()

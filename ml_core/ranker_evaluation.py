@@ -1,0 +1,255 @@
+"""Held-out evaluation of the learned ranker against the baselines, fold by fold.
+
+For every fold (:mod:`ml_core.evaluation_folds`) and every held-out dataset, each method ranks
+the fold's evaluation models (all models for leave-family-out, the held-out models for
+leave-models-out) and is scored against the measured accuracies:
+
+* ``random`` -- seeded uniform scores;
+* ``prior`` -- data-free prior from the fold's training datasets;
+* ``nearest`` -- nearest-dataset scores from the fold's training datasets (dataset tokens only);
+* ``logme`` / ``h_score`` -- forward-pass baselines: every evaluation model run on the target;
+* ``ranker:<variant>`` -- each learned variant, trained on the fold's training datasets (and,
+  for leave-models-out, on the seen models only, with model tokens from an autoencoder that
+  never saw the held-out models), early-stopped on the fold's validation datasets;
+* ``two_stage:<variant>`` -- that ranker shortlists ``k`` models, LogME re-ranks only those.
+
+The variant reported as ``ranker`` (and ``two_stage``) is chosen by the mean *validation*
+weighted tau over the leave-family-out folds: test datasets never take part in the choice.
+Compute per method and dataset: model forward passes and seconds (LogME's and H-score's
+seconds are the measured forward passes of the models they need).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ml_core.baselines import data_free_prior, random_scores
+from ml_core.dataset_tokens import DatasetTokens
+from ml_core.evaluation_folds import Fold
+from ml_core.metrics import ranking_report
+from ml_core.nearest_dataset import dataset_descriptor, nearest_dataset_scores
+from ml_core.ranker_training import RankerTrainingConfig, train_ranker
+from ml_core.ranking_data import RankingCorpus
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("weighted_tau_truth", "weighted_tau_scipy", "kendall_tau_b", "spearman", "top1_regret", "top3_recall", "ndcg")
+TokensWithout = Callable[[Sequence[str]], np.ndarray]
+
+
+@dataclass
+class EvaluationData:
+    """Everything the evaluation reads, aligned: ``D`` labelled datasets x ``N`` models."""
+
+    model_names: list[str]
+    dataset_names: list[str]
+    accuracy: np.ndarray  # (D, N), fraction
+    families: dict[str, str]
+    dataset_tokens: dict[str, DatasetTokens]
+    model_tokens: np.ndarray  # (N, Dm) from the autoencoder (trained without labels)
+    logme: np.ndarray | None = None  # (D, N)
+    h_score: np.ndarray | None = None  # (D, N)
+    forward_seconds: np.ndarray | None = None  # (D, N): one model's forward pass over the target
+
+    def row(self, dataset: str) -> int:
+        return self.dataset_names.index(dataset)
+
+
+@dataclass
+class EvaluationConfig:
+    variants: dict[str, RankerTrainingConfig]
+    two_stage_k: int | None = None  # None: a third of the evaluated models
+    knn_k: int = 3
+    knn_temperature: float = 0.05
+    seed: int = 0
+
+
+@dataclass
+class EvaluationResult:
+    rows: pd.DataFrame  # one row per (fold, dataset, split, method)
+    selected_variant: str
+    variant_validation: dict[str, float]
+    folds: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self, split: str = "test") -> pd.DataFrame:
+        return summarize(self.rows[self.rows["split"] == split])
+
+
+def _report(accuracy: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """Metrics on scores; a constant ranking carries no information: its taus are 0 (not NaN)."""
+    report = ranking_report(accuracy, scores)
+    report["top1_regret"] *= 100.0  # accuracy points
+    if np.ptp(scores[~np.isnan(accuracy)]) == 0:
+        for key in ("weighted_tau_truth", "weighted_tau_scipy", "kendall_tau_b", "spearman"):
+            report[key] = 0.0
+    return report
+
+
+def two_stage_scores(ranker: np.ndarray, logme: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ranker's top ``k`` re-ordered by LogME above everyone else (who keep the ranker's order).
+
+    Returns the scores and the indices of the shortlisted models (the ones that need a forward pass).
+    """
+    order = np.argsort(-ranker, kind="stable")
+    short = order[: min(k, len(order))]
+    scores = ranker - ranker.max() - 1.0  # everyone below the shortlist
+    rank_in_short = np.argsort(np.argsort(-logme[short], kind="stable"), kind="stable")
+    scores[short] = 1.0 + (len(short) - rank_in_short)  # LogME order among the shortlist
+    return scores, short
+
+
+def _fold_corpus(data: EvaluationData, fold: Fold, tokens: np.ndarray, seen: list[int]) -> RankingCorpus:
+    names = list(fold.train) + list(fold.val)
+    rows = [data.row(d) for d in names]
+    return RankingCorpus(
+        model_names=[data.model_names[i] for i in seen],
+        model_tokens=tokens[seen],
+        dataset_names=names,
+        dataset_tokens={d: data.dataset_tokens[d] for d in names},
+        accuracy=data.accuracy[np.ix_(rows, seen)],
+        splits={**{d: "train" for d in fold.train}, **{d: "val" for d in fold.val}},
+    )
+
+
+def evaluate_fold(
+    data: EvaluationData, fold: Fold, config: EvaluationConfig, tokens_without: TokensWithout | None = None
+) -> list[dict[str, Any]]:
+    """Rows for every method on the fold's validation and test datasets."""
+    all_models = list(data.model_names)
+    held = set(fold.held_out_models)
+    eval_idx = [i for i, m in enumerate(all_models) if not held or m in held]
+    seen = [i for i, m in enumerate(all_models) if m not in held]
+    tokens = data.model_tokens if not held else tokens_without(sorted(held))
+    train_rows = [data.row(d) for d in fold.train]
+    train_acc = data.accuracy[train_rows].copy()
+    train_acc[:, [i for i in range(len(all_models)) if i not in seen]] = np.nan  # held-out models have no results
+    train_desc = np.stack([dataset_descriptor(data.dataset_tokens[d]) for d in fold.train])
+    prior = data_free_prior(train_acc[:, seen])
+    prior_all = np.full(len(all_models), np.nan)
+    prior_all[seen] = prior
+    prior_all = np.where(np.isnan(prior_all), np.nanmean(prior), prior_all)  # unseen models: neutral
+
+    corpus = _fold_corpus(data, fold, tokens, seen)
+    rankers = {}
+    for name, variant in config.variants.items():
+        start = time.perf_counter()
+        artifact, _ = train_ranker(corpus, variant, families=data.families)
+        rankers[name] = (artifact, time.perf_counter() - start)
+
+    rows: list[dict[str, Any]] = []
+    for split, datasets in (("val", fold.val), ("test", fold.test)):
+        for dataset in datasets:
+            r = data.row(dataset)
+            acc = data.accuracy[r, eval_idx]
+            if np.sum(~np.isnan(acc)) < 2:
+                continue
+            base = {"protocol": fold.kind, "fold": fold.name, "dataset": dataset, "split": split,
+                    "family": data.families.get(dataset, dataset), "n_models": len(eval_idx)}
+
+            def add(method: str, scores: np.ndarray, passes: int, seconds: float) -> None:
+                rows.append({**base, "method": method, **_report(acc, scores[eval_idx]),
+                             "forward_passes": passes, "seconds": seconds})
+
+            seed = zlib.crc32(f"{config.seed}:{fold.name}:{dataset}".encode())
+            add("random", random_scores(len(all_models), seed), 0, 0.0)
+            add("prior", prior_all, 0, 0.0)
+            start = time.perf_counter()
+            nearest, _ = nearest_dataset_scores(
+                dataset_descriptor(data.dataset_tokens[dataset]), train_desc, train_acc,
+                k=config.knn_k, temperature=config.knn_temperature,
+            )
+            add("nearest", nearest, 0, time.perf_counter() - start)
+            fwd = data.forward_seconds[r] if data.forward_seconds is not None else np.zeros(len(all_models))
+            if data.logme is not None:
+                add("logme", data.logme[r], len(eval_idx), float(np.nansum(fwd[eval_idx])))
+            if data.h_score is not None:
+                add("h_score", data.h_score[r], len(eval_idx), float(np.nansum(fwd[eval_idx])))
+            for name, (artifact, _train_seconds) in rankers.items():
+                start = time.perf_counter()
+                scores = artifact.score(data.dataset_tokens[dataset], tokens, all_models)
+                add(f"ranker:{name}", scores, 0, time.perf_counter() - start)
+                if data.logme is not None:
+                    ranker_eval = scores[eval_idx]
+                    k = config.two_stage_k or max(1, len(eval_idx) // 3)
+                    two, short = two_stage_scores(ranker_eval, data.logme[r, eval_idx], k)
+                    shortlisted = [eval_idx[i] for i in short]
+                    rows.append({**base, "method": f"two_stage:{name}", **_report(acc, two),
+                                 "forward_passes": len(short), "seconds": float(np.nansum(fwd[shortlisted]))})
+    return rows
+
+
+def select_variant(rows: pd.DataFrame, variants: Sequence[str]) -> tuple[str, dict[str, float]]:
+    """The variant with the best mean validation weighted tau over the leave-family-out folds."""
+    val = rows[(rows["split"] == "val") & (rows["protocol"] == "family")]
+    scores = {}
+    for name in variants:
+        part = val[val["method"] == f"ranker:{name}"]
+        per_fold = part.groupby("fold")["weighted_tau_truth"].mean()
+        scores[name] = float(per_fold.mean()) if len(per_fold) else float("nan")
+    best = max(scores, key=lambda n: -np.inf if np.isnan(scores[n]) else scores[n])
+    return best, scores
+
+
+def summarize(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per protocol and method: mean over folds of the per-fold mean of each metric, and its std."""
+    records = []
+    for (protocol, method), part in rows.groupby(["protocol", "method"], sort=False):
+        per_fold = part.groupby("fold")[[*METRICS, "forward_passes", "seconds"]].mean()
+        record = {"protocol": protocol, "method": method, "n_folds": len(per_fold), "n_datasets": len(part)}
+        for metric in (*METRICS, "forward_passes", "seconds"):
+            record[f"{metric}_mean"] = float(per_fold[metric].mean())
+            record[f"{metric}_std"] = float(per_fold[metric].std(ddof=0))
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def evaluate(
+    data: EvaluationData,
+    folds: Sequence[Fold],
+    config: EvaluationConfig,
+    tokens_without: TokensWithout | None = None,
+) -> EvaluationResult:
+    """Run every fold; choose the reported ranker variant on validation; label its rows."""
+    rows: list[dict[str, Any]] = []
+    for fold in tqdm(folds, desc="evaluation folds", disable=None):
+        rows.extend(evaluate_fold(data, fold, config, tokens_without))
+        logger.info("fold %s done (%d rows)", fold.name, len(rows))
+    frame = pd.DataFrame(rows)
+    selected, validation = select_variant(frame, list(config.variants))
+    chosen = frame[frame["method"].isin([f"ranker:{selected}", f"two_stage:{selected}"])].copy()
+    chosen["method"] = chosen["method"].str.split(":").str[0]
+    frame = pd.concat([frame, chosen], ignore_index=True)
+    return EvaluationResult(frame, selected, validation, [f.to_dict() for f in folds])
+
+
+def summary_markdown(summary: pd.DataFrame, methods: Sequence[str] | None = None) -> str:
+    """A compact table: mean +- std over folds of the headline metrics and the compute."""
+    lines = ["| protocol | method | wtau (truth) | wtau (scipy) | tau-b | spearman | regret (pts) | top-3 recall | forward passes | seconds |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in summary.itertuples():
+        if methods is not None and row.method not in methods:
+            continue
+        cells = [f"{getattr(row, f'{m}_mean'):+.3f} ± {getattr(row, f'{m}_std'):.3f}" for m in
+                 ("weighted_tau_truth", "weighted_tau_scipy", "kendall_tau_b", "spearman")]
+        cells.append(f"{row.top1_regret_mean:.1f} ± {row.top1_regret_std:.1f}")
+        cells.append(f"{row.top3_recall_mean:.2f}")
+        cells.append(f"{row.forward_passes_mean:.1f}")
+        cells.append(f"{row.seconds_mean:.2f}")
+        lines.append(f"| {row.protocol} | {row.method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def variants_from(base: RankerTrainingConfig, overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, RankerTrainingConfig]:
+    """Named variants of a base ranker config (``{"name": {"field": value}}``)."""
+    from dataclasses import replace
+
+    return {name: replace(base, **dict(fields)) for name, fields in overrides.items()}

@@ -1,0 +1,118 @@
+"""Held-out evaluation: folds keep data out, baselines on known answers, no leakage into training."""
+
+import numpy as np
+import pytest
+
+import ml_core.ranker_evaluation as evaluation
+from ml_core.dataset_tokens import DatasetTokens
+from ml_core.evaluation_folds import leave_family_out_folds, leave_models_out_folds
+from ml_core.nearest_dataset import nearest_dataset_scores
+from ml_core.ranker_evaluation import EvaluationConfig, EvaluationData, evaluate, two_stage_scores
+from ml_core.ranker_features import BaselineReference
+from ml_core.ranker_training import RankerTrainingConfig
+from ml_core.trainer import TrainerConfig
+
+FAMILIES = {"a1": "a", "a2": "a", "b1": "b", "c1": "c", "d1": "d", "e1": "e"}
+
+
+def test_leave_family_out_holds_each_family_out_once_and_never_splits_it():
+    folds = leave_family_out_folds(list(FAMILIES), FAMILIES, val_families=1, seed=3)
+    assert sorted(f.name for f in folds) == [f"family:{k}" for k in "abcde"]
+    for fold in folds:
+        assert not set(fold.train) & set(fold.test) and not set(fold.val) & set(fold.test)
+        assert not set(fold.train) & set(fold.val)
+        assert set(fold.train) | set(fold.val) | set(fold.test) == set(FAMILIES)
+        for group in ("train", "val", "test"):
+            fams = {FAMILIES[d] for d in getattr(fold, group)}
+            for other in {"train", "val", "test"} - {group}:
+                assert not fams & {FAMILIES[d] for d in getattr(fold, other)}
+    assert folds == leave_family_out_folds(list(FAMILIES), FAMILIES, val_families=1, seed=3)
+
+
+def test_leave_models_out_groups_are_disjoint_and_cover_the_zoo():
+    models = [f"m{i}" for i in range(10)]
+    folds = leave_models_out_folds(models, list(FAMILIES), FAMILIES, n_folds=3, val_families=1, seed=0)
+    held = [set(f.held_out_models) for f in folds]
+    assert set().union(*held) == set(models) and sum(len(h) for h in held) == len(models)
+    for fold in folds:
+        assert fold.test and not set(fold.test) & (set(fold.train) | set(fold.val))
+
+
+def test_two_stage_reorders_only_the_shortlist_by_logme():
+    ranker = np.array([0.9, 0.8, 0.1, 0.7, 0.0])
+    logme = np.array([1.0, 5.0, 9.0, 3.0, 8.0])
+    scores, short = two_stage_scores(ranker, logme, k=3)
+    assert sorted(short.tolist()) == [0, 1, 3]  # the ranker's top 3; models 2 and 4 never run
+    assert list(np.argsort(-scores)) == [1, 3, 0, 2, 4]  # LogME order inside, ranker order outside
+
+
+def test_nearest_dataset_follows_the_most_similar_training_dataset():
+    train_desc = np.eye(3)
+    accuracy = np.array([[0.9, 0.5, 0.1], [0.1, 0.5, 0.9], [0.5, 0.9, 0.1]])
+    scores, sims = nearest_dataset_scores(np.array([0.0, 1.0, 0.0]), train_desc, accuracy, k=1)
+    assert np.argmax(sims) == 1 and list(np.argsort(-scores)) == [2, 1, 0]
+
+
+def test_baseline_features_of_a_training_dataset_ignore_its_own_family():
+    accuracy = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9]])  # datasets x1, x2 (family x) and y1
+    reference = BaselineReference(
+        dataset_names=["x1", "x2", "y1"], model_names=["m0", "m1"], accuracy=accuracy,
+        descriptors=np.eye(3), families={"x1": "x", "x2": "x", "y1": "y"}, k=1,
+    )
+    own = reference.features(np.array([1.0, 0.0, 0.0]), ["m0", "m1"], exclude_family="x")
+    assert own[1, 0] > own[0, 0] and own[1, 1] > own[0, 1]  # only y1 is left: it prefers m1
+    held_out = reference.features(np.array([1.0, 0.0, 0.0]), ["m0", "m1", "new"])
+    assert held_out[0, 1] > held_out[1, 1] and held_out[2].tolist() == [0.0, 0.0]  # unknown model: neutral
+
+
+def _toy_data(n_models=6, seed=0) -> EvaluationData:
+    rng = np.random.default_rng(seed)
+    names = list(FAMILIES)
+    tokens = {}
+    for d in names:
+        features = rng.normal(size=(3, 2, 8)).astype(np.float32)
+        tokens[d] = DatasetTokens(features=features, valid=np.ones((3, 2), bool), class_names=["a", "b"], attrs={})
+    accuracy = rng.uniform(0.2, 0.9, size=(len(names), n_models))
+    return EvaluationData(
+        model_names=[f"m{i}" for i in range(n_models)], dataset_names=names, accuracy=accuracy, families=FAMILIES,
+        dataset_tokens=tokens, model_tokens=rng.normal(size=(n_models, 4)).astype(np.float32),
+        logme=accuracy + rng.normal(scale=0.05, size=accuracy.shape), h_score=rng.normal(size=accuracy.shape),
+        forward_seconds=np.full(accuracy.shape, 0.5),
+    )
+
+
+def test_evaluation_never_trains_on_held_out_datasets_or_models(monkeypatch):
+    data = _toy_data()
+    seen_corpora = []
+    real_train = evaluation.train_ranker
+
+    def spy(corpus, config, out_dir=None, families=None):
+        seen_corpora.append(corpus)
+        return real_train(corpus, config, out_dir, families)
+
+    monkeypatch.setattr(evaluation, "train_ranker", spy)
+    folds = leave_family_out_folds(data.dataset_names, data.families, val_families=1)
+    folds += leave_models_out_folds(data.model_names, data.dataset_names, data.families, n_folds=2, val_families=1)
+    fast = RankerTrainingConfig(d_model=8, nhead=2, dim_feedforward=16, token_mode="class_means", baseline_features=True,
+                                trainer=TrainerConfig(epochs=2, scheduler="none"))
+    tokens_asked = []
+
+    def tokens_without(held):
+        tokens_asked.append(tuple(held))
+        return data.model_tokens
+
+    result = evaluate(data, folds, EvaluationConfig({"v": fast}), tokens_without)
+    for fold, corpus in zip(folds, seen_corpora, strict=True):
+        assert not set(corpus.dataset_names) & set(fold.test)
+        assert not set(corpus.model_names) & set(fold.held_out_models)
+    assert tokens_asked == [f.held_out_models for f in folds if f.kind == "models"]
+    rows = result.rows
+    assert {"random", "prior", "nearest", "logme", "h_score", "ranker", "two_stage"} <= set(rows["method"])
+    models_rows = rows[(rows["protocol"] == "models") & (rows["method"] == "prior")]
+    assert (models_rows["weighted_tau_truth"] == 0).all()  # held-out models have no results: no prior
+    two = rows[(rows["method"] == "two_stage") & (rows["protocol"] == "family")]
+    assert (two["forward_passes"] == len(data.model_names) // 3).all()
+    assert result.selected_variant == "v"
+    summary = result.summary("test")
+    assert set(summary["protocol"]) == {"family", "models"}
+    assert np.isfinite(summary["weighted_tau_truth_mean"]).all()
