@@ -72,8 +72,9 @@ def move_to_device(batch: Any, device: torch.device | str) -> Any:
     return batch
 
 
-def _progress_disabled() -> bool:
-    return os.environ.get("TQDM_DISABLE", "") not in ("", "0")
+def _progress_disabled() -> bool | None:
+    """True when ``TQDM_DISABLE`` is set; else None: tqdm shows bars on a terminal only."""
+    return True if os.environ.get("TQDM_DISABLE", "") not in ("", "0") else None
 
 
 class BaseTrainer:

@@ -56,17 +56,27 @@ def evidence(
     return float(value / n), m
 
 
+def _eigen(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigen-decomposition ``(sigma (d,), v (d, d))`` of ``F^T F``, shared by every target."""
+    sigma, v = np.linalg.eigh(features.T @ features)
+    return np.clip(sigma, 0.0, None), v
+
+
 def logme_fit(
-    features: np.ndarray, target: np.ndarray, max_iter: int = 11, tol: float = 1e-2
+    features: np.ndarray,
+    target: np.ndarray,
+    max_iter: int = 11,
+    tol: float = 1e-2,
+    eigen: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[float, float, float]:
     """Evidence-maximising ``(evidence / n, alpha, beta)`` for one regression target ``(n,)``.
 
-    Uses the eigen-decomposition of ``F^T F`` once, so each fixed-point step costs O(d^2).
+    The eigen-decomposition of ``F^T F`` (pass ``eigen`` to reuse it across targets) makes each
+    fixed-point step cost O(d).
     """
     f = np.asarray(features, dtype=np.float64)
     n, d = f.shape
-    sigma, v = np.linalg.eigh(f.T @ f)
-    sigma = np.clip(sigma, 0.0, None)
+    sigma, v = eigen if eigen is not None else _eigen(f)
     projected = v.T @ (f.T @ target)  # (d,)
     y2 = float(target @ target)
     alpha, beta = 1.0, 1.0
@@ -99,8 +109,8 @@ def logme_fit(
 def logme(features: np.ndarray, labels: np.ndarray) -> float:
     """LogME score of ``features (n, d)`` for ``labels (n,)``: mean over classes of the evidence / n."""
     f, y = _as_inputs(features, labels)
-    classes = np.unique(y)
-    return float(np.mean([logme_fit(f, (y == c).astype(np.float64))[0] for c in classes]))
+    eigen = _eigen(f)
+    return float(np.mean([logme_fit(f, (y == c).astype(np.float64), eigen=eigen)[0] for c in np.unique(y)]))
 
 
 def h_score(
@@ -121,11 +131,12 @@ def h_score(
         shrinkage = float(ledoit_wolf_shrinkage(f, assume_centered=True))
     cov_f = (1 - shrinkage) * cov_f + shrinkage * mu * np.eye(len(cov_f))
     cov_f += ridge * mu * np.eye(len(cov_f))
-    class_means = np.zeros_like(f)
-    for c in np.unique(y):
-        class_means[y == c] = f[y == c].mean(0)
-    cov_g = class_means.T @ class_means / len(f)
-    return float(np.trace(np.linalg.solve(cov_f, cov_g)))
+    # cov(E[f|y]) = sum_c w_c mu_c mu_c^T (w_c = class share), so the trace needs C solves, not d
+    classes = np.unique(y)
+    means = np.stack([f[y == c].mean(0) for c in classes])  # (C, d)
+    weights = np.array([np.mean(y == c) for c in classes])
+    solved = np.linalg.solve(cov_f, means.T)  # (d, C)
+    return float(np.sum(weights * np.einsum("cd,dc->c", means, solved)))
 
 
 def model_features(model, images, batch_size: int = 256):  # noqa: ANN001 - torch types, lazy import
