@@ -236,6 +236,12 @@ def ranker_evaluation(
         )
         ae_manifest = store.lookup("autoencoder", None, autoencoder.cache_key) or {}
         tokens_without = tokens_without_factory(store, model_parameters, ae_manifest, data.model_names)
+        n_families = len(set(data.families.values()))
+        if n_families < 3:  # a held-out family, a validation family and a training family at least
+            reason = f"only {n_families} famil{'y' if n_families == 1 else 'ies'} of labelled datasets: need 3"
+            write_json(directory / SUMMARY_FILE, {"summary": [], "skipped": reason})
+            return hashlib.sha256(reason.encode()).hexdigest(), {"skipped": reason, "n_datasets": len(data.dataset_names),
+                                                                 "n_models": len(data.model_names)}
         folds = leave_family_out_folds(data.dataset_names, data.families, val_families=config.val_families,
                                        seed=config.seed)
         folds += leave_models_out_folds(data.model_names, data.dataset_names, data.families,
@@ -262,6 +268,11 @@ def ranker_evaluation(
         config={**config.model_dump(), "families": families}, inputs=inputs, build=build, log=context.log,
     )
     s = result.summary
+    if "skipped" in s:
+        context.log.warning(f"ranker_evaluation skipped: {s['skipped']}")
+        yield Output(result.ref, data_version=result.data_version,
+                     metadata={**result.base_metadata(), "skipped": s["skipped"], "n_datasets": s["n_datasets"]})
+        return
     directory = result.ref.directory(store)
     saved = read_json(directory / SUMMARY_FILE)
     summary = pd.DataFrame(saved["summary"])

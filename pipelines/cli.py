@@ -139,6 +139,9 @@ def print_evaluation(store: ArtifactStore) -> None:
     if ref is None:
         return
     saved = read_json(ref.directory(store) / EVALUATION_SUMMARY_FILE)
+    if "skipped" in saved:
+        click.echo(f"\nheld-out evaluation skipped: {saved['skipped']}")
+        return
     summary = pd.DataFrame(saved["summary"])
     methods = ["random", "prior", "nearest", "h_score", "logme", "ranker", "two_stage"]
     click.echo(f"\nheld-out evaluation (ranker_evaluation; reported ranker variant chosen on validation: "

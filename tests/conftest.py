@@ -17,3 +17,14 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_dagster_state_storage():
+    """Dagster keeps "the current" definitions-state storage in a context variable that an
+    instance used by an earlier test module (and gone since) can leave behind; every module
+    starts with none, as a fresh process would."""
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield
