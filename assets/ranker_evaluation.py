@@ -10,7 +10,8 @@ The ranker variant reported is chosen on validation datasets only. See
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import replace
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -68,7 +69,7 @@ class RankerEvaluationConfig(Config):
     lr: float = 1e-3
     early_stopping_patience: int = 10
     d_model: int = 64
-    token_mode: str = "class_means"
+    token_mode: Literal["rows", "class_means"] = "class_means"
     model_dropout: float = 0.2
     variants: str = json.dumps(DEFAULT_VARIANTS)  # JSON: {name: {field: value}}
     val_families: int = 2
@@ -80,7 +81,7 @@ class RankerEvaluationConfig(Config):
         base = RankerTrainingConfig(
             d_model=self.d_model,
             dim_feedforward=2 * self.d_model,
-            token_mode=self.token_mode,  # type: ignore[arg-type]
+            token_mode=self.token_mode,
             model_dropout=self.model_dropout,
             seed=self.seed,
             trainer=TrainerConfig(
@@ -92,8 +93,6 @@ class RankerEvaluationConfig(Config):
                 seed=self.seed,
             ),
         )
-        from dataclasses import replace
-
         return {name: replace(base, **fields) for name, fields in json.loads(self.variants).items()}
 
 

@@ -100,6 +100,16 @@ class ZooCell:
         }
 
 
+def cell_inputs(cells: list[ZooCell]) -> dict[str, str]:
+    """Cache-key inputs of a column: each model's checkpoint hash and card (or why it has none)."""
+    return {
+        f"model:{c.entry.key}": hashlib.sha256(
+            stable_json([c.checkpoint_sha256, c.card.fingerprint() if c.card else c.problem]).encode()
+        ).hexdigest()
+        for c in cells
+    }
+
+
 def zoo_cells(zoo: ModelZoo) -> list[ZooCell]:
     cells = []
     for entry in zoo.entries():
@@ -139,12 +149,7 @@ def transfer_performance(
     spread_config = {"noise_z": config.noise_z, "min_tolerance": config.min_tolerance, "saturation": config.saturation}
     dataset_fp = dataset_content_fingerprint(entry.path, [protocol.train_split, protocol.test_split])
     cells = zoo_cells(zoo)
-    inputs = {"dataset": dataset_fp} | {
-        f"model:{c.entry.key}": hashlib.sha256(
-            stable_json([c.checkpoint_sha256, c.card.fingerprint() if c.card else c.problem]).encode()
-        ).hexdigest()
-        for c in cells
-    }
+    inputs = {"dataset": dataset_fp} | cell_inputs(cells)
 
     def build(directory: UPath) -> tuple[str, dict]:
         data: dict[str, LabelledImages] = {}

@@ -18,7 +18,7 @@ from upath import UPath
 
 from assets.artifacts import ArtifactRef, materialize_cached
 from assets.partitions import datasets_partitions
-from assets.transfer_performance import ZooCell, zoo_cells
+from assets.transfer_performance import ZooCell, cell_inputs, zoo_cells
 from ml_core.storage import read_json, stable_json, write_json
 from ml_core.transfer import (
     LabelledImages,
@@ -102,12 +102,7 @@ def transferability_scores(
     entry = catalog.entry(context.partition_key)
     dataset_fp = dataset_content_fingerprint(entry.path, [config.split])
     cells = zoo_cells(zoo)
-    inputs = {"dataset": dataset_fp} | {
-        f"model:{c.entry.key}": hashlib.sha256(
-            stable_json([c.checkpoint_sha256, c.card.fingerprint() if c.card else c.problem]).encode()
-        ).hexdigest()
-        for c in cells
-    }
+    inputs = {"dataset": dataset_fp} | cell_inputs(cells)
     loaded: dict[str, LabelledImages] = {}
 
     def images() -> LabelledImages:  # decoded once per dataset, only on a cell miss

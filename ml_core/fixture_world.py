@@ -47,7 +47,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ml_core.performance_table import PerformanceRecord
-from ml_core.storage import read_json, sha256_file, stable_json, write_json
+from ml_core.storage import first_changed_file, read_json, sha256_file, stable_json, write_json
 from ml_core.zoo_architectures import build_architecture, count_parameters
 
 logger = logging.getLogger(__name__)
@@ -542,11 +542,10 @@ def _cached_world(root: Path, seed: int, n_images_per_class: int, image_size: in
     if (manifest.format_version, manifest.seed, manifest.n_images_per_class, manifest.image_size) != wanted:
         logger.info("%s: built with other parameters, rebuilding", path)
         return None
-    for rel, digest in manifest.files.items():
-        file = root / rel
-        if not file.is_file() or sha256_file(file) != digest:
-            logger.info("%s: missing or changed since the manifest, rebuilding", file)
-            return None
+    changed = first_changed_file(root, manifest.files)
+    if changed is not None:
+        logger.info("%s: missing or changed since the manifest, rebuilding", root / changed)
+        return None
     return manifest
 
 

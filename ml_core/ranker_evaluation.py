@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,9 +247,3 @@ def summary_markdown(summary: pd.DataFrame, methods: Sequence[str] | None = None
         lines.append(f"| {row.protocol} | {row.method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
-
-def variants_from(base: RankerTrainingConfig, overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, RankerTrainingConfig]:
-    """Named variants of a base ranker config (``{"name": {"field": value}}``)."""
-    from dataclasses import replace
-
-    return {name: replace(base, **dict(fields)) for name, fields in overrides.items()}

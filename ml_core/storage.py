@@ -335,3 +335,12 @@ def collect_stale_temporaries(
 def write_manifest(directory: UPath, manifest: dict[str, Any]) -> None:
     """Write the manifest that marks ``directory`` complete; call it last."""
     write_json(as_upath(directory) / MANIFEST_NAME, manifest)
+
+
+def first_changed_file(root: Path, files: dict[str, str]) -> str | None:
+    """The first of ``files`` (path relative to ``root`` -> sha256) that is missing or changed, or None."""
+    for rel, digest in files.items():
+        file = Path(root) / rel
+        if not file.is_file() or sha256_file(file) != digest:
+            return rel
+    return None

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from ml_core.demo_world.scale import FULL, SCALES, WorldScale
 from ml_core.demo_world.tasks import SOURCE_TASKS, TARGET_TASKS, ImageTask
 from ml_core.demo_world.zoo import build_zoo, convert_efficientnet, zoo_specs
-from ml_core.storage import read_json, sha256_file, write_json
+from ml_core.storage import first_changed_file, read_json, sha256_file, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -170,10 +170,10 @@ def _cached_world(root: Path, seed: int, scale: WorldScale) -> DemoWorldManifest
     if on_disk != set(manifest.files):
         logger.info("%s: files added or removed since the manifest, rebuilding", root)
         return None
-    for rel, digest in manifest.files.items():
-        if sha256_file(root / rel) != digest:
-            logger.info("%s: changed since the manifest, rebuilding", root / rel)
-            return None
+    changed = first_changed_file(root, manifest.files)
+    if changed is not None:
+        logger.info("%s: changed since the manifest, rebuilding", root / changed)
+        return None
     return manifest
 
 
