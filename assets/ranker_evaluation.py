@@ -41,7 +41,7 @@ from ml_core.trainer import TrainerConfig
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: two-stage rows with the prior's and nearest-dataset's shortlists
 ROWS_FILE = "evaluation_rows.parquet"
 SUMMARY_FILE = "evaluation_summary.json"
 PLOT_FILE = "evaluation.png"
@@ -60,6 +60,9 @@ SWEEP_VARIANTS: dict[str, dict[str, Any]] = {
     "transformer+baselines": {"architecture": "encoder_decoder", "baseline_features": True},
     "cross_attention+baselines+no_dropout": {
         "architecture": "cross_attention", "baseline_features": True, "loss": "pairwise", "model_dropout": 0.0,
+    },
+    "cross_attention+baselines+residual": {  # starts as prior + nearest exactly; keeps that if val says so
+        "architecture": "cross_attention", "baseline_features": True, "loss": "pairwise", "residual_init": True,
     },
 }
 

@@ -25,7 +25,7 @@ from assets.ranker_evaluation import (
     tokens_without_factory,
 )
 from ml_core.evaluation_folds import leave_family_out_folds, leave_models_out_folds
-from ml_core.ranker_evaluation import EvaluationConfig, evaluate, summary_markdown
+from ml_core.ranker_evaluation import EvaluationConfig, evaluate, paired_differences, summary_markdown
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
 from resources.settings import default_artifact_root, default_datasets_dir
@@ -85,6 +85,17 @@ def main() -> None:
         print(f"  {name:40s} {value:+.3f}{'   <- selected' if name == result.selected_variant else ''}")
     print("\nTEST (held-out datasets; leave-models-out ranks only the held-out models):")
     print(summary_markdown(result.summary("test")))
+    test_rows = result.rows[result.rows["split"] == "test"]
+    print("\nTEST, paired by fold: method minus the data-free prior, weighted tau (truth-ordered); "
+          "mean +- standard error over folds, folds where the method is better:")
+    for row in paired_differences(test_rows, "prior").itertuples():
+        print(f"  {row.protocol:7s} {row.method:48s} {row.mean_difference:+.3f} +- {row.standard_error:.3f}"
+              f"   better in {row.folds_better}/{row.n_folds}")
+    print("TEST, paired by fold: method minus LogME on all models (the two-stage goal: within 0.02):")
+    for row in paired_differences(test_rows, "logme").itertuples():
+        if row.method.startswith("two_stage"):
+            print(f"  {row.protocol:7s} {row.method:48s} {row.mean_difference:+.3f} +- {row.standard_error:.3f}"
+                  f"   better in {row.folds_better}/{row.n_folds}")
 
 
 if __name__ == "__main__":

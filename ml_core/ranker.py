@@ -11,7 +11,8 @@ MLP), then ``Linear(d_model, 1)``.
 Neither uses positional encodings: both sequences are sets, and the scores are
 permutation-equivariant in the models. Optional per-(dataset, model) features ``(B, N, F)``
 (e.g. the data-free prior and the nearest-dataset score) are appended to each model token and
-also feed a linear *skip* score, so the network can learn "baseline + correction".
+also feed a linear *skip* score, so the network can learn "baseline + correction";
+``residual_init`` starts it at exactly "sum of the baselines' z-scores, zero correction".
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class RankerConfig:
     dropout: float = 0.1
     architecture: Literal["encoder_decoder", "cross_attention"] = "encoder_decoder"
     model_feature_dim: int = 0
+    residual_init: bool = False  # with model features: start as their plain sum (zero correction)
 
 
 class _CrossAttentionBlock(nn.Module):
@@ -91,6 +93,10 @@ class RankingCrossAttentionTransformer(nn.Module):
             raise ValueError(f"unknown ranker architecture {c.architecture!r}")
         self.score_head = nn.Linear(c.d_model, 1)
         self.skip = nn.Linear(c.model_feature_dim, 1, bias=False) if c.model_feature_dim else None
+        if c.residual_init and self.skip is not None:
+            nn.init.ones_(self.skip.weight)  # the baselines' z-scores, summed
+            nn.init.zeros_(self.score_head.weight)  # the learned correction starts at zero
+            nn.init.zeros_(self.score_head.bias)
 
     def forward(
         self,

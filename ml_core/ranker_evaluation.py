@@ -11,7 +11,10 @@ leave-models-out) and is scored against the measured accuracies:
 * ``ranker:<variant>`` -- each learned variant, trained on the fold's training datasets (and,
   for leave-models-out, on the seen models only, with model tokens from an autoencoder that
   never saw the held-out models), early-stopped on the fold's validation datasets;
-* ``two_stage:<variant>`` -- that ranker shortlists ``k`` models, LogME re-ranks only those.
+* ``two_stage:<variant>`` -- that ranker shortlists ``k`` models, LogME re-ranks only those;
+* ``two_stage_prior`` / ``two_stage_nearest`` -- the same with the prior's or nearest-dataset's
+  shortlist (leave-family-out only: held-out models have no history), to show how much of the
+  two-stage result is the shortlist's quality.
 
 The variant reported as ``ranker`` (and ``two_stage``) is chosen by the mean *validation*
 weighted tau over the leave-family-out folds: test datasets never take part in the choice.
@@ -173,17 +176,22 @@ def evaluate_fold(
                 add("logme", data.logme[r], len(eval_idx), float(np.nansum(fwd[eval_idx])))
             if data.h_score is not None:
                 add("h_score", data.h_score[r], len(eval_idx), float(np.nansum(fwd[eval_idx])))
+            k = config.two_stage_k or max(1, len(eval_idx) // 3)
+
+            def add_two_stage(method: str, shortlister: np.ndarray) -> None:
+                two, short = two_stage_scores(shortlister, data.logme[r, eval_idx], k)
+                rows.append({**base, "method": method, **_report(acc, two), "forward_passes": len(short),
+                             "seconds": float(np.nansum(fwd[[eval_idx[i] for i in short]]))})
+
+            if data.logme is not None and not held:  # new models have no history to shortlist them by
+                add_two_stage("two_stage_prior", prior_all[eval_idx])
+                add_two_stage("two_stage_nearest", nearest[eval_idx])
             for name, (artifact, _train_seconds) in rankers.items():
                 start = time.perf_counter()
                 scores = artifact.score(data.dataset_tokens[dataset], tokens, all_models)
                 add(f"ranker:{name}", scores, 0, time.perf_counter() - start)
                 if data.logme is not None:
-                    ranker_eval = scores[eval_idx]
-                    k = config.two_stage_k or max(1, len(eval_idx) // 3)
-                    two, short = two_stage_scores(ranker_eval, data.logme[r, eval_idx], k)
-                    shortlisted = [eval_idx[i] for i in short]
-                    rows.append({**base, "method": f"two_stage:{name}", **_report(acc, two),
-                                 "forward_passes": len(short), "seconds": float(np.nansum(fwd[shortlisted]))})
+                    add_two_stage(f"two_stage:{name}", scores[eval_idx])
     return rows
 
 
@@ -229,6 +237,33 @@ def evaluate(
     chosen["method"] = chosen["method"].str.split(":").str[0]
     frame = pd.concat([frame, chosen], ignore_index=True)
     return EvaluationResult(frame, selected, validation, [f.to_dict() for f in folds])
+
+
+def paired_differences(
+    rows: pd.DataFrame, baseline: str = "prior", metric: str = "weighted_tau_truth"
+) -> pd.DataFrame:
+    """Each method minus ``baseline``, paired by fold (per-fold means of ``metric``).
+
+    Per protocol and method: the mean difference over folds, its standard error (std / sqrt(n),
+    ddof 1) and in how many folds the method was strictly better. With a dozen folds whose own
+    spread is large, this says whether a difference in the means is more than noise.
+    """
+    records = []
+    for protocol, part in rows.groupby("protocol", sort=False):
+        per_fold = part.groupby(["fold", "method"])[metric].mean().unstack()
+        if baseline not in per_fold:
+            continue
+        for method in per_fold.columns:
+            if method == baseline:
+                continue
+            diff = (per_fold[method] - per_fold[baseline]).dropna()
+            n = len(diff)
+            records.append({
+                "protocol": protocol, "method": method, "n_folds": n, "mean_difference": float(diff.mean()),
+                "standard_error": float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+                "folds_better": int((diff > 0).sum()),
+            })
+    return pd.DataFrame(records)
 
 
 def summary_markdown(summary: pd.DataFrame, methods: Sequence[str] | None = None) -> str:

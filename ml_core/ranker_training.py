@@ -57,6 +57,7 @@ class RankerTrainingConfig:
     batch_size: int = 4
     architecture: Literal["encoder_decoder", "cross_attention"] = "encoder_decoder"
     baseline_features: bool = False  # prior + nearest-dataset scores as per-model inputs
+    residual_init: bool = False  # with baseline features: start from their sum, validate that start too
     knn_k: int = 3
     knn_temperature: float = 0.05
     model_dropout: float = 0.0  # augmentation: hide this fraction of models from each training list
@@ -289,6 +290,7 @@ def train_ranker(
         dropout=config.dropout,
         architecture=config.architecture,
         model_feature_dim=N_BASELINE_FEATURES if config.baseline_features else 0,
+        residual_init=config.residual_init and config.baseline_features,
     )
     model = RankingCrossAttentionTransformer(ranker_config)
     common = {"model_normalizer": normalizer, "token_mode": config.token_mode, "max_rows": config.max_rows}
@@ -307,6 +309,8 @@ def train_ranker(
         val_loader = build_combined_similarity_loader(corpus, splits=("val",), batch_size=config.batch_size, **common)
     if val_loader is None:  # nothing to early-stop on: keep the last epoch's weights only if train loss improves
         config = replace(config, trainer=replace(config.trainer, monitor="train_loss", monitor_mode="min"))
+    if ranker_config.residual_init:
+        config = replace(config, trainer=replace(config.trainer, validate_initial=True))
     trainer = RankerTrainer(model, config, out_dir, steps_per_epoch=len(train_loader))
     history = trainer.fit(train_loader, val_loader)
     info = {"splits": dict(corpus.splits), "models_seen_in_training": int(seen.sum())}

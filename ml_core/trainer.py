@@ -44,6 +44,7 @@ class TrainerConfig:
     monitor_mode: Literal["min", "max"] = "min"
     seed: int = 0
     rolling_window: int = 10
+    validate_initial: bool = False  # score the untrained weights as "epoch 0" (they may stay best)
     device: str = "cpu"
 
 
@@ -153,6 +154,14 @@ class BaseTrainer:
         record.update({f"{prefix}_{k}": v / max(len(losses), 1) for k, v in sums.items()})
         return record
 
+    def _validate(self, val_loader: Iterable[Any], epoch: int) -> dict[str, float]:
+        """Validation loss plus ``validation_metrics`` (prefixed ``val_``) for this epoch."""
+        record = self._run_epoch(val_loader, False, f"epoch {epoch} val")
+        self.model.eval()
+        with torch.no_grad():
+            record.update({f"val_{k}": v for k, v in self.validation_metrics(val_loader).items()})
+        return record
+
     def _improved(self, value: float) -> bool:
         best = self.history.best_value
         if best is None or math.isnan(best):
@@ -168,16 +177,19 @@ class BaseTrainer:
         scheduler = self._make_scheduler()
         best_state: dict[str, torch.Tensor] | None = None
         stale = 0
+        if self.config.validate_initial and val_loader is not None:
+            record = {"epoch": 0, **self._validate(val_loader, 0)}
+            self.history.epochs.append(record)
+            if self._improved(record.get(self.config.monitor, math.nan)):
+                self.history.best_value, self.history.best_epoch = float(record[self.config.monitor]), 0
+                best_state = copy.deepcopy(self.model.state_dict())
         epochs = tqdm(range(1, self.config.epochs + 1), desc="epochs", disable=_progress_disabled())
         for epoch in epochs:
             start = time.perf_counter()
             record: dict[str, float] = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
             record.update(self._run_epoch(train_loader, True, f"epoch {epoch} train"))
             if val_loader is not None:
-                record.update(self._run_epoch(val_loader, False, f"epoch {epoch} val"))
-                self.model.eval()
-                with torch.no_grad():
-                    record.update({f"val_{k}": v for k, v in self.validation_metrics(val_loader).items()})
+                record.update(self._validate(val_loader, epoch))
             record["seconds"] = time.perf_counter() - start
             self.history.epochs.append(record)
             monitored = record.get(self.config.monitor, record["train_loss"])
@@ -225,13 +237,16 @@ class BaseTrainer:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        epochs = [r["epoch"] for r in self.history.epochs]
-        keys = [k for k in ("train_loss", "val_loss") if k in self.history.epochs[0]]
+        curves = {  # epoch 0 (untrained weights, validate_initial) has a validation loss only
+            key: ([r["epoch"] for r in self.history.epochs if key in r], [r[key] for r in self.history.epochs if key in r])
+            for key in ("train_loss", "val_loss")
+        }
         steps = np.asarray(self.history.step_losses, dtype=float)
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
         for ax, scale in zip(axes[:2], ("linear", "log"), strict=True):
-            for key in keys:
-                ax.plot(epochs, [r[key] for r in self.history.epochs], marker="o", label=key)
+            for key, (epochs, values) in curves.items():
+                if epochs:
+                    ax.plot(epochs, values, marker="o", label=key)
             ax.set_yscale(scale)
             ax.set_xlabel("epoch")
             ax.set_title(f"loss ({scale})")

@@ -112,7 +112,25 @@ def test_evaluation_never_trains_on_held_out_datasets_or_models(monkeypatch):
     assert (models_rows["weighted_tau_truth"] == 0).all()  # held-out models have no results: no prior
     two = rows[(rows["method"] == "two_stage") & (rows["protocol"] == "family")]
     assert (two["forward_passes"] == len(data.model_names) // 3).all()
+    by_prior = rows[rows["method"] == "two_stage_prior"]
+    assert set(by_prior["protocol"]) == {"family"}  # new models have no history to shortlist by
+    assert (by_prior["forward_passes"] == len(data.model_names) // 3).all()
     assert result.selected_variant == "v"
     summary = result.summary("test")
     assert set(summary["protocol"]) == {"family", "models"}
     assert np.isfinite(summary["weighted_tau_truth_mean"]).all()
+
+
+def test_paired_differences_pair_methods_by_fold():
+    import pandas as pd
+
+    rows = pd.DataFrame([
+        {"protocol": "family", "fold": f, "method": m, "weighted_tau_truth": v}
+        for f, prior, ranker in (("f1", 0.1, 0.3), ("f2", 0.5, 0.4), ("f3", 0.2, 0.5))
+        for m, v in (("prior", prior), ("ranker", ranker))
+    ])
+    out = evaluation.paired_differences(rows, "prior").set_index("method").loc["ranker"]
+    diffs = np.array([0.2, -0.1, 0.3])
+    assert out["mean_difference"] == pytest.approx(diffs.mean())
+    assert out["standard_error"] == pytest.approx(diffs.std(ddof=1) / np.sqrt(3))
+    assert out["folds_better"] == 2 and out["n_folds"] == 3

@@ -2,6 +2,7 @@
 
 import itertools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -174,3 +175,28 @@ def test_cross_attention_ranker_with_baseline_features_round_trips(tmp_path):
     np.testing.assert_allclose(loaded.score(tokens, corpus.model_tokens, corpus.model_names), expected, atol=1e-6)
     with pytest.raises(ValueError, match="model_names"):
         loaded.score(tokens, corpus.model_tokens)
+
+
+def test_residual_init_starts_as_the_sum_of_the_baseline_features():
+    torch.manual_seed(0)
+    config = RankerConfig(dataset_token_dim=6, model_token_dim=5, d_model=16, nhead=2, dim_feedforward=32,
+                          dropout=0.0, architecture="cross_attention", model_feature_dim=2, residual_init=True)
+    model = RankingCrossAttentionTransformer(config).eval()
+    features = torch.randn(2, 4, 2)
+    scores = model(torch.randn(2, 7, 6), torch.randn(2, 4, 5), model_features=features)
+    torch.testing.assert_close(scores, features.sum(-1))  # zero correction: the baselines' order exactly
+    plain = RankingCrossAttentionTransformer(replace(config, residual_init=False)).eval()
+    assert not torch.allclose(plain(torch.randn(2, 7, 6), torch.randn(2, 4, 5), model_features=features), features.sum(-1))
+
+
+def test_residual_ranker_validates_its_starting_point(tmp_path):
+    corpus = _corpus()
+    families = {name: f"fam{i // 2}" for i, name in enumerate(corpus.dataset_names)}
+    config = RankerTrainingConfig(
+        d_model=16, nhead=2, dim_feedforward=32, token_mode="class_means", architecture="cross_attention",
+        baseline_features=True, residual_init=True, loss="pairwise",
+        trainer=TrainerConfig(epochs=2, lr=3e-3, scheduler="none", early_stopping_patience=None),
+    )
+    _, history = train_ranker(corpus, config, tmp_path, families=families)
+    assert [r["epoch"] for r in history.epochs] == [0, 1, 2]  # the untrained start was a candidate
+    assert (tmp_path / "loss_curves.png").exists()

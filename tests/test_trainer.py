@@ -95,3 +95,22 @@ def test_early_stopping_on_a_monitored_metric_keeps_the_best_epoch():
     history = trainer.fit(_data(), _data(seed=1))
     assert history.stopped_early and len(history.epochs) == 4 and history.best_epoch == 2
     assert torch.equal(trainer.model.weight.detach(), snapshots[1])
+
+
+def test_validate_initial_keeps_the_untrained_weights_when_training_only_hurts():
+    """Epoch 0 (the starting weights) is a candidate: if no epoch beats it, it is what is kept."""
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    with torch.no_grad():  # start at the exact solution of the validation data
+        model.weight.copy_(torch.tensor([[1.0, -2.0, 0.5, 0.0]]))
+        model.bias.zero_()
+    start = model.weight.detach().clone()
+    x = torch.randn(64, 4)
+    misleading = DataLoader(TensorDataset(x, -(x @ start.T)), batch_size=16)  # training pulls away
+    config = TrainerConfig(epochs=3, lr=0.05, scheduler="none", early_stopping_patience=None, validate_initial=True)
+    history = _Regression(model, config, None).fit(misleading, _data(seed=1))
+    assert history.epochs[0]["epoch"] == 0 and "train_loss" not in history.epochs[0]
+    assert history.best_epoch == 0
+    torch.testing.assert_close(model.weight.detach(), start)  # training moved it; the start was restored
+    without = _Regression(nn.Linear(4, 1), TrainerConfig(epochs=1, scheduler="none"), None).fit(_data(), _data(seed=1))
+    assert [r["epoch"] for r in without.epochs] == [1]  # off by default
