@@ -1,0 +1,65 @@
+"""Time to rank a zoo of N models for one dataset whose tokens exist (DESIGN budget: 1,000 models
+in < 100 ms), against the nearest-dataset baseline on the same inputs, measured in the same run.
+
+The ranker is the asset's default (cross-attention, prior + nearest-dataset inputs) with random
+weights: speed does not depend on what it learned. Stand-in inputs: random model tokens (512-d),
+a dataset of 10 classes with 1280-d features, 15 reference datasets.
+
+    .venv/bin/python benchmarks/ranking_speed.py --models 1000
+"""
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from ml_core.dataset_tokens import DatasetTokens
+from ml_core.nearest_dataset import dataset_descriptor, nearest_dataset_scores
+from ml_core.ranker import RankerConfig, RankingCrossAttentionTransformer
+from ml_core.ranker_features import N_BASELINE_FEATURES, BaselineReference
+from ml_core.ranker_training import RankerArtifact, RankerTrainingConfig
+from ml_core.ranking_data import ModelTokenNormalizer
+
+
+def best_of(fn, repeats: int = 7) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=1000)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    n, dim = args.models, 1280
+    names = [f"m{i}" for i in range(n)]
+    model_tokens = rng.normal(size=(n, 512)).astype(np.float32)
+    features = rng.normal(size=(8, 10, dim)).astype(np.float32)
+    tokens = DatasetTokens(features=features, valid=np.ones((8, 10), bool), class_names=[str(i) for i in range(10)], attrs={})
+    descriptors = rng.normal(size=(15, dim))
+    descriptors /= np.linalg.norm(descriptors, axis=1, keepdims=True)
+    reference = BaselineReference([f"d{i}" for i in range(15)], names, rng.uniform(size=(15, n)), descriptors,
+                                  {f"d{i}": f"f{i}" for i in range(15)})
+    config = RankerTrainingConfig(architecture="cross_attention", baseline_features=True, token_mode="class_means")
+    model = RankingCrossAttentionTransformer(RankerConfig(
+        dataset_token_dim=dim, model_token_dim=512, d_model=config.d_model, nhead=config.nhead,
+        num_decoder_layers=config.num_decoder_layers, dim_feedforward=config.dim_feedforward,
+        architecture="cross_attention", model_feature_dim=N_BASELINE_FEATURES,
+    ))
+    artifact = RankerArtifact(model, config, ModelTokenNormalizer.fit(model_tokens), {}, reference)
+    target = dataset_descriptor(tokens)
+    baseline = best_of(lambda: nearest_dataset_scores(target, descriptors, reference.accuracy))
+    ranker = best_of(lambda: artifact.score(tokens, model_tokens, names))
+    print(f"{n} models, torch threads {torch.get_num_threads()}, this CPU (stand-in random inputs)")
+    print(f"baseline: nearest-dataset scores   {1000 * baseline:7.2f} ms")
+    print(f"learned ranker (features + forward) {1000 * ranker:7.2f} ms = {ranker / baseline:5.1f} x baseline; "
+          f"budget 100 ms: {'met' if ranker < 0.1 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
