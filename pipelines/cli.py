@@ -143,7 +143,7 @@ def print_evaluation(store: ArtifactStore) -> None:
         click.echo(f"\nheld-out evaluation skipped: {saved['skipped']}")
         return
     summary = pd.DataFrame(saved["summary"])
-    methods = ["random", "prior", "nearest", "h_score", "logme", "ranker", "two_stage"]
+    methods = ["random", "prior", "nearest", "h_score", "logme", "ranker", "two_stage", "two_stage_prior"]
     click.echo(f"\nheld-out evaluation (ranker_evaluation; reported ranker variant chosen on validation: "
                f"{saved['selected_variant']}); weighted tau truth-ordered, means ± std over folds:")
     click.echo(summary_markdown(summary, methods))
