@@ -41,7 +41,7 @@ from ml_core.trainer import TrainerConfig
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
 
-CODE_VERSION = "2"  # 2: two-stage rows with the prior's and nearest-dataset's shortlists
+CODE_VERSION = "3"  # 2: two-stage rows with the prior's and nearest-dataset's shortlists; 3: variant ensemble
 ROWS_FILE = "evaluation_rows.parquet"
 SUMMARY_FILE = "evaluation_summary.json"
 PLOT_FILE = "evaluation.png"

@@ -11,6 +11,7 @@ leave-models-out) and is scored against the measured accuracies:
 * ``ranker:<variant>`` -- each learned variant, trained on the fold's training datasets (and,
   for leave-models-out, on the seen models only, with model tokens from an autoencoder that
   never saw the held-out models), early-stopped on the fold's validation datasets;
+* ``ranker:ensemble`` -- with several variants, the mean of their z-scored scores;
 * ``two_stage:<variant>`` -- that ranker shortlists ``k`` models, LogME re-ranks only those;
 * ``two_stage_prior`` / ``two_stage_nearest`` -- the same with the prior's or nearest-dataset's
   shortlist (leave-family-out only: held-out models have no history), to show how much of the
@@ -40,6 +41,7 @@ from ml_core.dataset_tokens import DatasetTokens
 from ml_core.evaluation_folds import Fold
 from ml_core.metrics import ranking_report
 from ml_core.nearest_dataset import dataset_descriptor, nearest_dataset_scores
+from ml_core.ranker_features import zscore
 from ml_core.ranker_training import RankerTrainingConfig, train_ranker
 from ml_core.ranking_data import RankingCorpus
 
@@ -47,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 METRICS = ("weighted_tau_truth", "weighted_tau_scipy", "kendall_tau_b", "spearman", "top1_regret", "top3_recall", "ndcg")
 TokensWithout = Callable[[Sequence[str]], np.ndarray]
+ENSEMBLE = "ensemble"  # mean of every variant's z-scored scores (the variants' errors partly cancel)
 
 
 @dataclass
@@ -186,13 +189,27 @@ def evaluate_fold(
             if data.logme is not None and not held:  # new models have no history to shortlist them by
                 add_two_stage("two_stage_prior", prior_all[eval_idx])
                 add_two_stage("two_stage_nearest", nearest[eval_idx])
+            members, ensemble_seconds = [], 0.0
             for name, (artifact, _train_seconds) in rankers.items():
                 start = time.perf_counter()
                 scores = artifact.score(data.dataset_tokens[dataset], tokens, all_models)
-                add(f"ranker:{name}", scores, 0, time.perf_counter() - start)
+                seconds = time.perf_counter() - start
+                add(f"ranker:{name}", scores, 0, seconds)
                 if data.logme is not None:
                     add_two_stage(f"two_stage:{name}", scores[eval_idx])
+                members.append(zscore(scores))
+                ensemble_seconds += seconds
+            if len(members) > 1:
+                scores = np.mean(members, axis=0)
+                add(f"ranker:{ENSEMBLE}", scores, 0, ensemble_seconds)
+                if data.logme is not None:
+                    add_two_stage(f"two_stage:{ENSEMBLE}", scores[eval_idx])
     return rows
+
+
+def candidate_variants(variants: Sequence[str]) -> list[str]:
+    """The variants validation chooses among: each one, and their ensemble when there are several."""
+    return [*variants, ENSEMBLE] if len(variants) > 1 else list(variants)
 
 
 def select_variant(rows: pd.DataFrame, variants: Sequence[str]) -> tuple[str, dict[str, float]]:
@@ -232,7 +249,7 @@ def evaluate(
         rows.extend(evaluate_fold(data, fold, config, tokens_without))
         logger.info("fold %s done (%d rows)", fold.name, len(rows))
     frame = pd.DataFrame(rows)
-    selected, validation = select_variant(frame, list(config.variants))
+    selected, validation = select_variant(frame, candidate_variants(list(config.variants)))
     chosen = frame[frame["method"].isin([f"ranker:{selected}", f"two_stage:{selected}"])].copy()
     chosen["method"] = chosen["method"].str.split(":").str[0]
     frame = pd.concat([frame, chosen], ignore_index=True)

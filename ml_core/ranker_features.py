@@ -21,7 +21,8 @@ from ml_core.nearest_dataset import nearest_dataset_scores
 N_BASELINE_FEATURES = 2
 
 
-def _zscore(values: np.ndarray) -> np.ndarray:
+def zscore(values: np.ndarray) -> np.ndarray:
+    """Centred and scaled to unit std across the array; a constant array gives zeros."""
     std = values.std()
     return (values - values.mean()) / std if std > 1e-12 else np.zeros_like(values)
 
@@ -56,8 +57,8 @@ class BaselineReference:
         out = np.zeros((len(model_names), N_BASELINE_FEATURES))
         known = [i for i, m in enumerate(model_names) if m in index]
         cols = [index[model_names[i]] for i in known]
-        out[known, 0] = _zscore(prior[cols])
-        out[known, 1] = _zscore(knn[cols])
+        out[known, 0] = zscore(prior[cols])
+        out[known, 1] = zscore(knn[cols])
         return out.astype(np.float32)
 
     def to_dict(self) -> dict:

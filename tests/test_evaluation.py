@@ -134,3 +134,29 @@ def test_paired_differences_pair_methods_by_fold():
     assert out["mean_difference"] == pytest.approx(diffs.mean())
     assert out["standard_error"] == pytest.approx(diffs.std(ddof=1) / np.sqrt(3))
     assert out["folds_better"] == 2 and out["n_folds"] == 3
+
+
+def test_ensemble_averages_the_variants_z_scores_and_is_a_validation_candidate(monkeypatch):
+    data = _toy_data()
+    row_of = {id(tokens): data.row(d) for d, tokens in data.dataset_tokens.items()}
+
+    class _Fixed:  # a stand-in trained ranker: ``scale`` x the dataset's true accuracies
+        def __init__(self, scale):
+            self.scale = scale
+
+        def score(self, tokens, model_tokens, model_names):
+            return self.scale * data.accuracy[row_of[id(tokens)]]
+
+    scales = {"same_order": 1.0, "reversed_and_larger": -4.0}  # a power of two: z-scores exactly opposite
+    monkeypatch.setattr(evaluation, "train_ranker", lambda corpus, config, families=None: (_Fixed(scales[config]), None))
+    folds = leave_family_out_folds(data.dataset_names, data.families, val_families=1)
+    result = evaluate(data, folds, EvaluationConfig({name: name for name in scales}))
+    rows = result.rows
+    by_method = rows.groupby("method")["weighted_tau_truth"]
+    assert by_method.min()["ranker:same_order"] == pytest.approx(1.0)
+    assert by_method.max()["ranker:reversed_and_larger"] == pytest.approx(-1.0)
+    # z-scored first: +z and -z cancel to a constant (no information), not to the larger reversed one
+    assert (rows.loc[rows["method"] == "ranker:ensemble", "weighted_tau_truth"] == 0).all()
+    assert set(result.variant_validation) == {"same_order", "reversed_and_larger", "ensemble"}
+    assert result.selected_variant == "same_order"
+    assert evaluation.candidate_variants(["only"]) == ["only"]  # one variant: no ensemble of one
