@@ -104,23 +104,28 @@ def materialize_cached(
     config: dict[str, Any],
     inputs: dict[str, str],
     build: Callable[[UPath], tuple[str, dict[str, Any]]],
-    log: logging.Logger | Any = logger,
+    log: logging.Logger | Any | None = logger,
 ) -> CachedResult:
     """Return the artifact for (code version, config, inputs), building it only on a cache miss.
 
     ``build(directory)`` writes the artifact's files into ``directory`` and returns
     ``(content_hash, summary)``; ``summary`` (JSON-safe) is kept in the manifest so that a cache
-    hit can report the same metadata without recomputing anything.
+    hit can report the same metadata without recomputing anything. ``log=None`` drops the
+    hit / miss messages (per-cell caches: hundreds per run); warnings then go to this module's logger.
     """
+    quiet = log is None
+    log = logger if log is None else log
     start = time.perf_counter()
     cache_key = hash_parts(asset, code_version, config, sorted(inputs.items()))
     final = store.artifact_dir(asset, partition, cache_key)
     manifest = store.lookup(asset, partition, cache_key)
     if manifest is not None:
-        log.info(f"cache hit for {asset}[{partition or '-'}] ({cache_key})")
+        if not quiet:
+            log.info(f"cache hit for {asset}[{partition or '-'}] ({cache_key})")
         ref = ArtifactRef(asset, partition, cache_key, manifest["content_hash"])
         return CachedResult(ref, manifest, True, time.perf_counter() - start)
-    log.info(f"cache miss for {asset}[{partition or '-'}]: building {cache_key}")
+    if not quiet:
+        log.info(f"cache miss for {asset}[{partition or '-'}]: building {cache_key}")
     with staged_directory(final) as tmp:
         content_hash, summary = build(tmp)
         manifest = {

@@ -11,7 +11,6 @@ trained_on_dataset}]}`` plus the column's spread report (degenerate or not).
 """
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,7 +26,7 @@ from dagster import (
 )
 from upath import UPath
 
-from assets.artifacts import ArtifactRef, materialize_cached
+from assets.artifacts import ArtifactRef, CachedResult, materialize_cached
 from assets.partitions import datasets_partitions
 from ml_core.storage import read_json, stable_json, write_json
 from ml_core.transfer import (
@@ -246,13 +245,7 @@ def transfer_performance(
     )
 
 
-@dataclass(frozen=True)
-class _CellResult:
-    summary: dict[str, Any]
-    cache_hit: bool
-
-
-def _measure_cell(store, dataset_key, cell, dataset_fp, protocol, split, context) -> _CellResult:
+def _measure_cell(store, dataset_key, cell, dataset_fp, protocol, split, context) -> CachedResult:
     """One (model, dataset) accuracy, from its own cache entry or measured now."""
 
     def build(directory: UPath) -> tuple[str, dict]:
@@ -266,7 +259,7 @@ def _measure_cell(store, dataset_key, cell, dataset_fp, protocol, split, context
         context.log.debug(f"{cell.entry.name} on {dataset_key}: {outcome}")
         return hashlib.sha256(stable_json(outcome).encode()).hexdigest(), outcome
 
-    cached = materialize_cached(
+    return materialize_cached(
         store,
         asset=CELL_ASSET,
         partition=dataset_key,
@@ -274,16 +267,8 @@ def _measure_cell(store, dataset_key, cell, dataset_fp, protocol, split, context
         config=protocol.model_dump(mode="json"),
         inputs={"cell": cell_key(cell.checkpoint_sha256, cell.card, dataset_fp, protocol)},
         build=build,
-        log=_Quiet(),
+        log=None,  # hundreds of cells per run: no per-cell cache messages
     )
-    return _CellResult(cached.summary, cached.cache_hit)
-
-
-class _Quiet:
-    """A logger that drops the per-cell cache messages (hundreds per run)."""
-
-    def info(self, *args: Any, **kwargs: Any) -> None:
-        pass
 
 
 def _skipped(context: AssetExecutionContext, store: ArtifactStore, table_path: str):
@@ -308,5 +293,5 @@ def load_transfer_table(ref: ArtifactRef, store: ArtifactStore) -> dict[str, lis
 
 def load_transfer_summary(ref: ArtifactRef, store: ArtifactStore) -> dict[str, Any]:
     """The partition's summary: ``measured``, ``spread`` (degenerate, reason, ...), ``results``."""
-    manifest = store.lookup(ref.asset, ref.partition, ref.cache_key) or {}
-    return json.loads(json.dumps(manifest.get("summary", {})))
+    manifest = store.lookup(ref.asset, ref.partition, ref.cache_key) or {}  # read from disk: a fresh copy
+    return manifest.get("summary", {})

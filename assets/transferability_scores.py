@@ -79,6 +79,7 @@ def _cell_scores(
         config=config_dump,
         inputs={"dataset": dataset_fp, "checkpoint": cell.checkpoint_sha256, "card": str(card_fp)},
         build=build,
+        log=None,  # one cell per model: no per-cell cache messages
     )
     return result.summary, result.cache_hit
 

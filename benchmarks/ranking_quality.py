@@ -88,14 +88,16 @@ def main() -> None:
     test_rows = result.rows[result.rows["split"] == "test"]
     print("\nTEST, paired by fold: method minus the data-free prior, weighted tau (truth-ordered); "
           "mean +- standard error over folds, folds where the method is better:")
-    for row in paired_differences(test_rows, "prior").itertuples():
+    print_paired(paired_differences(test_rows, "prior"))
+    print("TEST, paired by fold: method minus LogME on all models (the two-stage goal: within 0.02):")
+    vs_logme = paired_differences(test_rows, "logme")
+    print_paired(vs_logme[vs_logme["method"].str.startswith("two_stage")])
+
+
+def print_paired(differences) -> None:  # noqa: ANN001 - a paired_differences frame
+    for row in differences.itertuples():
         print(f"  {row.protocol:7s} {row.method:48s} {row.mean_difference:+.3f} +- {row.standard_error:.3f}"
               f"   better in {row.folds_better}/{row.n_folds}")
-    print("TEST, paired by fold: method minus LogME on all models (the two-stage goal: within 0.02):")
-    for row in paired_differences(test_rows, "logme").itertuples():
-        if row.method.startswith("two_stage"):
-            print(f"  {row.protocol:7s} {row.method:48s} {row.mean_difference:+.3f} +- {row.standard_error:.3f}"
-                  f"   better in {row.folds_better}/{row.n_folds}")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ml_core.performance_table import PerformanceRecord
-from ml_core.storage import first_changed_file, read_json, sha256_file, stable_json, write_json
+from ml_core.storage import first_changed_file, read_json, read_valid_manifest, sha256_file, stable_json, write_json
 from ml_core.zoo_architectures import build_architecture, count_parameters
 
 logger = logging.getLogger(__name__)
@@ -531,12 +531,8 @@ def _encoder_spec(root: Path, record: dict[str, Any]) -> Any:
 def _cached_world(root: Path, seed: int, n_images_per_class: int, image_size: int) -> WorldManifest | None:
     """The manifest if ``root`` holds this exact world with every file intact, else None."""
     path = root / WORLD_MANIFEST_NAME
-    if not path.is_file():
-        return None
-    try:
-        manifest = WorldManifest.model_validate(read_json(path))
-    except (OSError, ValueError) as err:  # unreadable JSON or a ValidationError
-        logger.warning("%s: unreadable world manifest, rebuilding (%s)", path, err)
+    manifest = read_valid_manifest(path, WorldManifest)
+    if manifest is None:
         return None
     wanted = (WORLD_FORMAT_VERSION, seed, n_images_per_class, image_size)
     if (manifest.format_version, manifest.seed, manifest.n_images_per_class, manifest.image_size) != wanted:

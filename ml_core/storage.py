@@ -30,14 +30,16 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import zarr
 import zarr.storage
+from pydantic import BaseModel
 from upath import UPath
 
 logger = logging.getLogger(__name__)
+ManifestT = TypeVar("ManifestT", bound=BaseModel)
 
 MANIFEST_NAME = "manifest.json"
 HEARTBEAT_NAME = ".heartbeat"
@@ -344,3 +346,14 @@ def first_changed_file(root: Path, files: dict[str, str]) -> str | None:
         if not file.is_file() or sha256_file(file) != digest:
             return rel
     return None
+
+
+def read_valid_manifest(path: Path, model: type[ManifestT]) -> ManifestT | None:
+    """The JSON at ``path`` validated as ``model``; None when it is absent or unreadable (logged)."""
+    if not path.is_file():
+        return None
+    try:
+        return model.model_validate(read_json(path))
+    except (OSError, ValueError) as err:  # unreadable JSON or a ValidationError
+        logger.warning("%s: unreadable world manifest, rebuilding (%s)", path, err)
+        return None

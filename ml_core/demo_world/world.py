@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from ml_core.demo_world.scale import FULL, SCALES, WorldScale
 from ml_core.demo_world.tasks import SOURCE_TASKS, TARGET_TASKS, ImageTask
 from ml_core.demo_world.zoo import build_zoo, convert_efficientnet, zoo_specs
-from ml_core.storage import first_changed_file, read_json, sha256_file, write_json
+from ml_core.storage import first_changed_file, read_json, read_valid_manifest, sha256_file, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -156,12 +156,8 @@ def _list_files(root: Path) -> list[Path]:
 def _cached_world(root: Path, seed: int, scale: WorldScale) -> DemoWorldManifest | None:
     """The manifest if ``root`` holds this exact world with every file intact, else None."""
     path = root / WORLD_MANIFEST_NAME
-    if not path.is_file():
-        return None
-    try:
-        manifest = DemoWorldManifest.model_validate(read_json(path))
-    except (OSError, ValueError) as err:
-        logger.warning("%s: unreadable world manifest, rebuilding (%s)", path, err)
+    manifest = read_valid_manifest(path, DemoWorldManifest)
+    if manifest is None:
         return None
     if (manifest.format_version, manifest.seed, manifest.scale) != (WORLD_FORMAT_VERSION, seed, scale.model_dump(mode="json")):
         logger.info("%s: built with other parameters, rebuilding", path)
