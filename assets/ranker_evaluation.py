@@ -297,8 +297,3 @@ def ranker_evaluation(
             metadata[f"{row.protocol}_{row.method}_wtau"] = float(row.weighted_tau_truth_mean)
             metadata[f"{row.protocol}_{row.method}_regret"] = float(row.top1_regret_mean)
     yield Output(result.ref, data_version=result.data_version, metadata=metadata)
-
-
-def load_evaluation_rows(ref: ArtifactRef, store: ArtifactStore) -> pd.DataFrame:
-    with (ref.directory(store) / ROWS_FILE).open("rb") as handle:
-        return pd.read_parquet(handle)

@@ -186,15 +186,6 @@ def crop_patch(rng: np.random.Generator, photo: np.ndarray, size: int, *, scale:
     return resize(np.ascontiguousarray(patch), size, Image.Resampling.BOX if side > size else Image.Resampling.BILINEAR)
 
 
-def place_small(img: np.ndarray, small: np.ndarray, x: int, y: int, alpha: np.ndarray | None = None) -> np.ndarray:
-    """Paste ``small`` (h, w, 3) float into ``img`` float at (x, y), optionally through ``alpha`` (h, w)."""
-    out = img.copy()
-    h, w = small.shape[:2]
-    a = np.ones((h, w, 1), np.float32) if alpha is None else alpha[..., None]
-    out[y : y + h, x : x + w] = out[y : y + h, x : x + w] * (1 - a) + small * a
-    return out
-
-
 def grey_to_rgb(grey: np.ndarray) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=2)
 
