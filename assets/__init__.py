@@ -6,6 +6,7 @@ from assets.ground_truth_ranks import ground_truth_ranks
 from assets.model_embeddings import model_embeddings
 from assets.model_parameters import model_parameters
 from assets.model_recommendations import model_recommendations
+from assets.model_source_tokens import model_source_tokens
 from assets.ranking_transformer import ranking_transformer
 from assets.ranker_evaluation import ranker_evaluation
 from assets.transfer_performance import transfer_performance
@@ -13,6 +14,7 @@ from assets.transferability_scores import transferability_scores
 
 ALL_ASSETS = [
     model_parameters,
+    model_source_tokens,
     autoencoder,
     model_embeddings,
     dataset_tokens,

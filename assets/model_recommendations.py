@@ -23,6 +23,7 @@ from assets.artifacts import ArtifactRef, materialize_cached
 from assets.dataset_tokens import load_tokens
 from assets.ground_truth_ranks import load_ranks
 from assets.model_embeddings import load_embedding
+from assets.model_source_tokens import load_source_descriptors
 from assets.partitions import datasets_partitions
 from assets.ranking_transformer import load_ranker
 from ml_core.baselines import data_free_prior
@@ -30,14 +31,15 @@ from ml_core.metrics import ranking_report
 from ml_core.recommend import recommendation_table
 from resources.artifact_store import ArtifactStore
 
-CODE_VERSION = "2"  # 2: scores with model names (baseline features)
+CODE_VERSION = "3"  # 2: scores with model names (baseline features); 3: and source samples
 RECOMMENDATIONS_FILE = "recommendations.parquet"
 
 
 # Refresh when embeddings, tokens or the ranker change (eager), but do not wait for every model
 # partition: a model whose embedding is missing (e.g. a broken checkpoint) must not block the rest.
 REFRESH_WHEN_INPUTS_CHANGE = AutomationCondition.eager().replace(
-    "any_deps_missing", AutomationCondition.any_deps_missing().ignore(AssetSelection.assets("model_embeddings"))
+    "any_deps_missing",
+    AutomationCondition.any_deps_missing().ignore(AssetSelection.assets("model_embeddings", "model_source_tokens")),
 )
 
 
@@ -53,6 +55,7 @@ class RecommendationConfig(Config):
     kinds={"pandas", "parquet"},
     ins={
         "model_embeddings": AssetIn(partition_mapping=AllPartitionMapping(), metadata={"all_partitions": True}),
+        "model_source_tokens": AssetIn(partition_mapping=AllPartitionMapping(), metadata={"all_partitions": True}),
     },
     check_specs=[AssetCheckSpec("every_model_ranked", asset="model_recommendations")],
     automation_condition=REFRESH_WHEN_INPUTS_CHANGE,
@@ -65,6 +68,7 @@ def model_recommendations(
     ranking_transformer: ArtifactRef,
     dataset_tokens: ArtifactRef,
     model_embeddings: dict[str, ArtifactRef],
+    model_source_tokens: dict[str, ArtifactRef],
     ground_truth_ranks: ArtifactRef,
 ):
     dataset_key = context.partition_key
@@ -73,12 +77,14 @@ def model_recommendations(
         "dataset_tokens": dataset_tokens.content_hash,
         "ground_truth_ranks": ground_truth_ranks.content_hash,
     } | {f"model:{k}": r.content_hash for k, r in model_embeddings.items()}
+    inputs |= {f"source:{k}": r.content_hash for k, r in model_source_tokens.items() if k in model_embeddings}
 
     def build(directory: UPath) -> tuple[str, dict]:
         ranker = load_ranker(ranking_transformer, store)
         model_keys = sorted(model_embeddings)
         model_tokens = np.stack([load_embedding(model_embeddings[k], store).token for k in model_keys])
-        scores = ranker.score(load_tokens(dataset_tokens, store), model_tokens, model_keys)
+        sources = load_source_descriptors(model_source_tokens, store, model_keys)
+        scores = ranker.score(load_tokens(dataset_tokens, store), model_tokens, model_keys, sources)
         ranks = load_ranks(ground_truth_ranks, store)
         accuracy_by_dataset = ranks.pivot(index="dataset_key", columns="model_key", values="accuracy").reindex(
             columns=model_keys

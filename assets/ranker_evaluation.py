@@ -23,6 +23,7 @@ from assets.dataset_tokens import load_tokens
 from assets.ground_truth_ranks import load_ranks
 from assets.model_embeddings import load_embedding
 from assets.model_parameters import load_parameters
+from assets.model_source_tokens import load_source_descriptors
 from assets.transferability_scores import load_transferability
 from ml_core.autoencoder import AutoEncoderConfig, AutoEncoderTrainingConfig, train_autoencoder
 from ml_core.embeddings import embed_model
@@ -41,16 +42,22 @@ from ml_core.trainer import TrainerConfig
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
 
-CODE_VERSION = "3"  # 2: two-stage rows with the prior's and nearest-dataset's shortlists; 3: variant ensemble
+# 2: two-stage rows with the prior's and nearest-dataset's shortlists; 3: variant ensemble; 4: source
+# similarity (baseline and ranker input), coverage shortlists, the oracle-neighbour ceiling, a linear variant
+CODE_VERSION = "4"
 ROWS_FILE = "evaluation_rows.parquet"
 SUMMARY_FILE = "evaluation_summary.json"
 PLOT_FILE = "evaluation.png"
 
 # The variants the asset tries by default; the one with the best validation weighted tau is
-# reported as "ranker". `benchmarks/ranking_quality.py` sweeps more (SWEEP_VARIANTS).
+# reported as "ranker". `benchmarks/ranking_quality.py` sweeps more (SWEEP_VARIANTS). A variant's
+# "trainer.<field>" keys set that field of its TrainerConfig (e.g. "trainer.lr").
 DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
     "seed_transformer": {"architecture": "encoder_decoder", "loss": "listmle"},
     "cross_attention+baselines": {"architecture": "cross_attention", "baseline_features": True, "loss": "pairwise"},
+    "linear+baselines": {  # a learned weighting of the baselines' opinions: the floor for the networks
+        "architecture": "linear", "baseline_features": True, "residual_init": True, "trainer.lr": 0.05,
+    },
 }
 SWEEP_VARIANTS: dict[str, dict[str, Any]] = {
     **DEFAULT_VARIANTS,
@@ -96,7 +103,12 @@ class RankerEvaluationConfig(Config):
                 seed=self.seed,
             ),
         )
-        return {name: replace(base, **fields) for name, fields in json.loads(self.variants).items()}
+        variants = {}
+        for name, fields in json.loads(self.variants).items():
+            trainer = {k.removeprefix("trainer."): v for k, v in fields.items() if k.startswith("trainer.")}
+            own = {k: v for k, v in fields.items() if not k.startswith("trainer.")}
+            variants[name] = replace(base, **own, trainer=replace(base.trainer, **trainer))
+        return variants
 
 
 def load_evaluation_data(
@@ -106,8 +118,9 @@ def load_evaluation_data(
     tokens: dict[str, ArtifactRef],
     ranks_ref: ArtifactRef,
     transferability: dict[str, ArtifactRef],
+    sources: dict[str, ArtifactRef] | None = None,
 ) -> EvaluationData:
-    """Align models, labelled datasets, accuracies, tokens and the forward-pass baselines."""
+    """Align models, labelled datasets, accuracies, tokens, source samples and the forward-pass baselines."""
     ranks = load_ranks(ranks_ref, store)
     models = sorted(embeddings)
     datasets = sorted(set(ranks["dataset_key"]) & set(tokens))
@@ -137,6 +150,7 @@ def load_evaluation_data(
         logme=scores["logme"] if have_scores else None,
         h_score=scores["h_score"] if have_scores else None,
         forward_seconds=scores["forward_seconds"] if have_scores else None,
+        model_sources=load_source_descriptors(sources, store, models) if sources else None,
     )
 
 
@@ -184,7 +198,8 @@ def evaluation_plot(result: EvaluationResult, path: UPath) -> None:
     import matplotlib.pyplot as plt
 
     summary = result.summary("test")
-    methods = ["random", "prior", "nearest", "h_score", "logme", "ranker", "two_stage"]
+    methods = ["random", "prior", "nearest", "source_similarity", "h_score", "logme", "ranker", "two_stage",
+               "oracle_nearest"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
     for ax, protocol in zip(axes, ("family", "models"), strict=True):
         part = summary[(summary["protocol"] == protocol) & summary["method"].isin(methods)]
@@ -208,6 +223,7 @@ def evaluation_plot(result: EvaluationResult, path: UPath) -> None:
     ins={
         "model_parameters": AssetIn(metadata={"all_partitions": True}),
         "model_embeddings": AssetIn(metadata={"all_partitions": True}),
+        "model_source_tokens": AssetIn(metadata={"all_partitions": True}),
         "dataset_tokens": AssetIn(metadata={"all_partitions": True}),
         "transferability_scores": AssetIn(partition_mapping=AllPartitionMapping(), metadata={"all_partitions": True}),
     },
@@ -221,6 +237,7 @@ def ranker_evaluation(
     catalog: DatasetCatalog,
     model_parameters: dict[str, ArtifactRef],
     model_embeddings: dict[str, ArtifactRef],
+    model_source_tokens: dict[str, ArtifactRef],
     dataset_tokens: dict[str, ArtifactRef],
     ground_truth_ranks: ArtifactRef,
     autoencoder: ArtifactRef,
@@ -228,13 +245,14 @@ def ranker_evaluation(
 ):
     inputs = {"ground_truth_ranks": ground_truth_ranks.content_hash, "autoencoder": autoencoder.content_hash}
     for name, refs in (("params", model_parameters), ("model", model_embeddings), ("tokens", dataset_tokens),
-                       ("transferability", transferability_scores)):
+                       ("source", model_source_tokens), ("transferability", transferability_scores)):
         inputs |= {f"{name}:{k}": r.content_hash for k, r in refs.items()}
     families = {e.key: e.family for e in catalog.entries()}
 
     def build(directory: UPath) -> tuple[str, dict]:
         data = load_evaluation_data(
-            store, catalog, model_embeddings, dataset_tokens, ground_truth_ranks, transferability_scores
+            store, catalog, model_embeddings, dataset_tokens, ground_truth_ranks, transferability_scores,
+            model_source_tokens,
         )
         ae_manifest = store.lookup("autoencoder", None, autoencoder.cache_key) or {}
         tokens_without = tokens_without_factory(store, model_parameters, ae_manifest, data.model_names)
@@ -257,11 +275,14 @@ def ranker_evaluation(
         write_json(directory / SUMMARY_FILE, {"summary": summary.to_dict(orient="records"),
                                               "selected_variant": result.selected_variant,
                                               "variant_validation": result.variant_validation,
+                                              "selected_shortlist": result.selected_shortlist,
+                                              "shortlist_validation": result.shortlist_validation,
                                               "folds": result.folds})
         evaluation_plot(result, directory / PLOT_FILE)
         content = hashlib.sha256(pd.util.hash_pandas_object(result.rows, index=False).values.tobytes()).hexdigest()
         return content, {"selected_variant": result.selected_variant,
                          "variant_validation": result.variant_validation,
+                         "selected_shortlist": result.selected_shortlist,
                          "n_folds": len(folds), "n_datasets": len(data.dataset_names),
                          "n_models": len(data.model_names), "has_forward_baselines": data.logme is not None}
 
@@ -282,18 +303,20 @@ def ranker_evaluation(
         **result.base_metadata(),
         "selected_variant": s["selected_variant"],
         "variant_validation_wtau": MetadataValue.json(s["variant_validation"]),
+        "two_stage_shortlist": s.get("selected_shortlist", ""),
         "n_folds": s["n_folds"],
         "n_datasets": s["n_datasets"],
         "n_models": s["n_models"],
         "test_summary": MetadataValue.md(
             "weighted tau 'truth' = scipy.stats.weightedtau(accuracy, score, rank=None) (Model Spider); "
             "'scipy' = weightedtau(score, accuracy) (LogME / SFDA papers). Means ± std over folds; "
-            "regret in accuracy points.\n\n" + summary_markdown(summary)
+            "regret in accuracy points. oracle_nearest picks neighbours by the test truth: a ceiling, "
+            "not a method.\n\n" + summary_markdown(summary)
         ),
         "plot": png_markdown(directory / PLOT_FILE, "ranker evaluation"),
     }
     for row in summary.itertuples():
-        if row.method in ("ranker", "prior", "nearest", "logme", "two_stage"):
+        if row.method in ("ranker", "prior", "nearest", "source_similarity", "logme", "two_stage", "oracle_nearest"):
             metadata[f"{row.protocol}_{row.method}_wtau"] = float(row.weighted_tau_truth_mean)
             metadata[f"{row.protocol}_{row.method}_regret"] = float(row.top1_regret_mean)
     yield Output(result.ref, data_version=result.data_version, metadata=metadata)

@@ -15,6 +15,7 @@ from assets.artifacts import ArtifactRef, materialize_cached, png_markdown
 from assets.dataset_tokens import load_tokens
 from assets.ground_truth_ranks import load_ranks
 from assets.model_embeddings import load_embedding
+from assets.model_source_tokens import load_source_descriptors
 from assets.training_outputs import copy_training_outputs
 from ml_core.autoencoder import state_dict_bytes
 from ml_core.ranker_training import RankerArtifact, RankerTrainingConfig, evaluate_rankers, train_ranker
@@ -26,16 +27,20 @@ from resources.artifact_store import ArtifactStore
 from resources.compute import ComputeDevice
 from resources.dataset_catalog import DatasetCatalog
 
-CODE_VERSION = "2"  # 2: cross-attention ranker with baseline features
+CODE_VERSION = "3"  # 2: cross-attention ranker with baseline features; 3: + source similarity, linear default
 EVALUATION_FILE = "evaluation.json"
 
 
 class RankerAssetConfig(Config):
-    """Defaults: the variant that ranker_evaluation's validation folds chose on the demo world
-    (cross-attention, prior + nearest-dataset scores as inputs, pairwise loss, class means)."""
+    """Defaults: the variant ranker_evaluation's validation folds chose on the demo world (README
+    "Ranking quality"): ``linear``, a learned weighting of the baselines' scores (prior,
+    nearest-dataset, source similarity), started at their plain sum, pairwise loss. Set
+    ``architecture`` to ``cross_attention`` or ``encoder_decoder`` (and ``lr`` to about 1e-3) for
+    the attention rankers over dataset and model tokens."""
 
-    architecture: Literal["encoder_decoder", "cross_attention"] = "cross_attention"
+    architecture: Literal["encoder_decoder", "cross_attention", "linear"] = "linear"
     baseline_features: bool = True
+    residual_init: bool = True
     d_model: int = 64
     nhead: int = 4
     num_encoder_layers: int = 1
@@ -50,7 +55,7 @@ class RankerAssetConfig(Config):
     batch_size: int = 4
     model_dropout: float = 0.2
     epochs: int = 40
-    lr: float = 1e-3
+    lr: float = 0.05
     weight_decay: float = 1e-2
     early_stopping_patience: int = 10
     val_fraction: float = 0.25
@@ -82,8 +87,10 @@ def build_corpus(
     val_fraction: float,
     test_fraction: float,
     seed: int,
+    sources: dict[str, ArtifactRef] | None = None,
 ) -> RankingCorpus:
-    """Align models (with embeddings), labelled datasets (with tokens) and accuracies; split by family."""
+    """Align models (with embeddings), labelled datasets (with tokens) and accuracies; split by family.
+    ``sources`` (model_source_tokens refs) give each model's source-sample descriptor."""
     model_keys = sorted(embeddings)
     labelled = sorted(set(ranks["dataset_key"]) & set(tokens))
     if not labelled:
@@ -104,6 +111,7 @@ def build_corpus(
         dataset_tokens={k: load_tokens(tokens[k], store) for k in labelled},
         accuracy=accuracy,
         splits=splits,
+        model_sources=load_source_descriptors(sources, store, model_keys) if sources else None,
     )
 
 
@@ -122,6 +130,7 @@ def evaluation_markdown(rows: list[dict]) -> str:
     kinds={"pytorch", "safetensors"},
     ins={
         "model_embeddings": AssetIn(metadata={"all_partitions": True}),
+        "model_source_tokens": AssetIn(metadata={"all_partitions": True}),
         "dataset_tokens": AssetIn(metadata={"all_partitions": True}),
     },
     check_specs=[AssetCheckSpec("validation_metric_finite", asset="ranking_transformer")],
@@ -134,10 +143,12 @@ def ranking_transformer(
     catalog: DatasetCatalog,
     compute: ComputeDevice,
     model_embeddings: dict[str, ArtifactRef],
+    model_source_tokens: dict[str, ArtifactRef],
     dataset_tokens: dict[str, ArtifactRef],
     ground_truth_ranks: ArtifactRef,
 ):
     inputs = {f"model:{k}": r.content_hash for k, r in model_embeddings.items()}
+    inputs |= {f"source:{k}": r.content_hash for k, r in model_source_tokens.items()}
     inputs |= {f"dataset:{k}": r.content_hash for k, r in dataset_tokens.items()}
     inputs["ground_truth_ranks"] = ground_truth_ranks.content_hash
     families = {e.key: e.family for e in catalog.entries()}
@@ -152,6 +163,7 @@ def ranking_transformer(
             val_fraction=config.val_fraction,
             test_fraction=config.test_fraction,
             seed=config.seed,
+            sources=model_source_tokens,
         )
         with tempfile.TemporaryDirectory() as local:
             artifact, history = train_ranker(

@@ -8,7 +8,10 @@ the *source* sequence and the models' tokens as the *target* sequence.
 model token attends to the dataset tokens (``num_decoder_layers`` blocks of cross-attention +
 MLP), then ``Linear(d_model, 1)``.
 
-Neither uses positional encodings: both sequences are sets, and the scores are
+``architecture="linear"`` (the floor a network must beat): no tokens at all, only a learned
+weighting of the per-(dataset, model) features below, ``score = w . features``.
+
+None uses positional encodings: both sequences are sets, and the scores are
 permutation-equivariant in the models. Optional per-(dataset, model) features ``(B, N, F)``
 (e.g. the data-free prior and the nearest-dataset score) are appended to each model token and
 also feed a linear *skip* score, so the network can learn "baseline + correction";
@@ -34,7 +37,7 @@ class RankerConfig:
     num_decoder_layers: int = 2
     dim_feedforward: int = 256
     dropout: float = 0.1
-    architecture: Literal["encoder_decoder", "cross_attention"] = "encoder_decoder"
+    architecture: Literal["encoder_decoder", "cross_attention", "linear"] = "encoder_decoder"
     model_feature_dim: int = 0
     residual_init: bool = False  # with model features: start as their plain sum (zero correction)
 
@@ -68,6 +71,12 @@ class RankingCrossAttentionTransformer(nn.Module):
         super().__init__()
         self.config = config
         c = config
+        if c.architecture == "linear":
+            if not c.model_feature_dim:
+                raise ValueError("the linear ranker scores per-model features only: model_feature_dim must be > 0")
+            self.skip = nn.Linear(c.model_feature_dim, 1, bias=False)
+            nn.init.ones_(self.skip.weight) if c.residual_init else nn.init.constant_(self.skip.weight, 0.1)
+            return
         model_in = c.model_token_dim + c.model_feature_dim
         self.dataset_proj = nn.Sequential(nn.LayerNorm(c.dataset_token_dim), nn.Linear(c.dataset_token_dim, c.d_model))
         self.model_proj = nn.Sequential(nn.LayerNorm(model_in), nn.Linear(model_in, c.d_model))
@@ -109,6 +118,9 @@ class RankingCrossAttentionTransformer(nn.Module):
         if self.config.model_feature_dim:
             if model_features is None:
                 raise ValueError("this ranker was built with model features: pass model_features (B, N, F)")
+            if self.config.architecture == "linear":
+                scores = self.skip(model_features).squeeze(-1)
+                return scores if model_mask is None else scores.masked_fill(~model_mask.bool(), 0.0)
             model_tokens = torch.cat([model_tokens, model_features], dim=-1)
         src = self.dataset_proj(dataset_tokens)
         tgt = self.model_proj(model_tokens)

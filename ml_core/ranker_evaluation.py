@@ -7,6 +7,8 @@ leave-models-out) and is scored against the measured accuracies:
 * ``random`` -- seeded uniform scores;
 * ``prior`` -- data-free prior from the fold's training datasets;
 * ``nearest`` -- nearest-dataset scores from the fold's training datasets (dataset tokens only);
+* ``source_similarity`` -- how much the dataset looks like each model's sample of pre-training
+  images (:mod:`ml_core.source_similarity`; no past results, no forward pass);
 * ``logme`` / ``h_score`` -- forward-pass baselines: every evaluation model run on the target;
 * ``ranker:<variant>`` -- each learned variant, trained on the fold's training datasets (and,
   for leave-models-out, on the seen models only, with model tokens from an autoencoder that
@@ -15,10 +17,20 @@ leave-models-out) and is scored against the measured accuracies:
 * ``two_stage:<variant>`` -- that ranker shortlists ``k`` models, LogME re-ranks only those;
 * ``two_stage_prior`` / ``two_stage_nearest`` -- the same with the prior's or nearest-dataset's
   shortlist (leave-family-out only: held-out models have no history), to show how much of the
-  two-stage result is the shortlist's quality.
+  two-stage result is the shortlist's quality;
+* ``two_stage_coverage`` and ``two_stage_coverage:<variant>`` -- a *coverage* shortlist
+  (:func:`ml_core.shortlist.coverage_shortlist`): the models that were best on the training
+  datasets, greedily, after the variant's own top ``k // 2`` (leave-family-out only);
+* ``oracle_nearest`` -- NOT a method: nearest-dataset with the neighbours chosen by how well their
+  accuracies correlate with the *test* dataset's true accuracies. It reads the answer, so it is
+  the ceiling of any ranking built from the training datasets' results by neighbours; it is
+  never a selection candidate.
 
-The variant reported as ``ranker`` (and ``two_stage``) is chosen by the mean *validation*
-weighted tau over the leave-family-out folds: test datasets never take part in the choice.
+The variant reported as ``ranker`` (and ``two_stage``) is chosen by its *validation* weighted tau
+(the mean of its leave-family-out and leave-models-out validation scores: one ranker serves new
+datasets and new models): test datasets never take part in the choice. The shortlist policy
+reported as ``two_stage`` (the variant's top ``k``, or its coverage shortlist) is chosen by the
+leave-family-out validation score (held-out models have no history to cover).
 Compute per method and dataset: model forward passes and seconds (LogME's and H-score's
 seconds are the measured forward passes of the models they need).
 """
@@ -36,14 +48,16 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ml_core.baselines import data_free_prior, random_scores
+from ml_core.baselines import data_free_prior, minmax_rows, random_scores
 from ml_core.dataset_tokens import DatasetTokens
 from ml_core.evaluation_folds import Fold
-from ml_core.metrics import ranking_report
+from ml_core.metrics import ranking_report, spearman
 from ml_core.nearest_dataset import dataset_descriptor, nearest_dataset_scores
 from ml_core.ranker_features import zscore
 from ml_core.ranker_training import RankerTrainingConfig, train_ranker
 from ml_core.ranking_data import RankingCorpus
+from ml_core.shortlist import coverage_shortlist, rerank_shortlist, top_k
+from ml_core.source_similarity import source_similarity_scores
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +79,7 @@ class EvaluationData:
     logme: np.ndarray | None = None  # (D, N)
     h_score: np.ndarray | None = None  # (D, N)
     forward_seconds: np.ndarray | None = None  # (D, N): one model's forward pass over the target
+    model_sources: np.ndarray | None = None  # (N, Dd): source-sample descriptors, NaN rows: none
 
     def row(self, dataset: str) -> int:
         return self.dataset_names.index(dataset)
@@ -85,6 +100,8 @@ class EvaluationResult:
     selected_variant: str
     variant_validation: dict[str, float]
     folds: list[dict[str, Any]] = field(default_factory=list)
+    selected_shortlist: str = ""  # the method reported as "two_stage"
+    shortlist_validation: dict[str, float] = field(default_factory=dict)
 
     def summary(self, split: str = "test") -> pd.DataFrame:
         return summarize(self.rows[self.rows["split"] == split])
@@ -105,12 +122,28 @@ def two_stage_scores(ranker: np.ndarray, logme: np.ndarray, k: int) -> tuple[np.
 
     Returns the scores and the indices of the shortlisted models (the ones that need a forward pass).
     """
-    order = np.argsort(-ranker, kind="stable")
-    short = order[: min(k, len(order))]
-    scores = ranker - ranker.max() - 1.0  # everyone below the shortlist
-    rank_in_short = np.argsort(np.argsort(-logme[short], kind="stable"), kind="stable")
-    scores[short] = 1.0 + (len(short) - rank_in_short)  # LogME order among the shortlist
-    return scores, short
+    short = top_k(ranker, k)
+    return rerank_shortlist(ranker, logme, short), short
+
+
+def oracle_neighbour_scores(
+    truth: np.ndarray, train_accuracy: np.ndarray, k: int, temperature: float
+) -> np.ndarray:
+    """CEILING, not a method: nearest-dataset scores with the ``k`` training datasets whose
+    accuracies correlate best (Spearman) with the test dataset's TRUE accuracies ``truth (N,)``."""
+    known = ~np.isnan(truth)
+    sims = np.array([
+        spearman(truth[known & ~np.isnan(row)], row[known & ~np.isnan(row)])
+        if np.sum(known & ~np.isnan(row)) >= 2 else -1.0
+        for row in train_accuracy
+    ])
+    sims = np.nan_to_num(sims, nan=-1.0)
+    order = top_k(sims, k)
+    weights = np.exp((sims[order] - sims[order].max()) / temperature)
+    norm = minmax_rows(train_accuracy[order])
+    mass = (~np.isnan(norm) * weights[:, None]).sum(0)
+    scores = np.where(mass > 0, np.nansum(norm * weights[:, None], axis=0) / np.where(mass > 0, mass, 1.0), np.nan)
+    return np.where(np.isnan(scores), np.nanmean(scores) if np.any(~np.isnan(scores)) else 0.0, scores)
 
 
 def _fold_corpus(data: EvaluationData, fold: Fold, tokens: np.ndarray, seen: list[int]) -> RankingCorpus:
@@ -123,6 +156,7 @@ def _fold_corpus(data: EvaluationData, fold: Fold, tokens: np.ndarray, seen: lis
         dataset_tokens={d: data.dataset_tokens[d] for d in names},
         accuracy=data.accuracy[np.ix_(rows, seen)],
         splits={**{d: "train" for d in fold.train}, **{d: "val" for d in fold.val}},
+        model_sources=data.model_sources[seen] if data.model_sources is not None else None,
     )
 
 
@@ -174,36 +208,54 @@ def evaluate_fold(
                 k=config.knn_k, temperature=config.knn_temperature,
             )
             add("nearest", nearest, 0, time.perf_counter() - start)
+            if data.model_sources is not None:
+                start = time.perf_counter()
+                similarity = source_similarity_scores(dataset_descriptor(data.dataset_tokens[dataset]),
+                                                      data.model_sources)
+                add("source_similarity", similarity, 0, time.perf_counter() - start)
             fwd = data.forward_seconds[r] if data.forward_seconds is not None else np.zeros(len(all_models))
             if data.logme is not None:
                 add("logme", data.logme[r], len(eval_idx), float(np.nansum(fwd[eval_idx])))
             if data.h_score is not None:
                 add("h_score", data.h_score[r], len(eval_idx), float(np.nansum(fwd[eval_idx])))
+            if not held:  # the ceiling of neighbour-based rankings (reads the test truth)
+                add("oracle_nearest", oracle_neighbour_scores(data.accuracy[r], train_acc, config.knn_k,
+                                                              config.knn_temperature), 0, 0.0)
             k = config.two_stage_k or max(1, len(eval_idx) // 3)
+            history = train_acc[:, eval_idx]
 
-            def add_two_stage(method: str, shortlister: np.ndarray) -> None:
-                two, short = two_stage_scores(shortlister, data.logme[r, eval_idx], k)
+            def add_two_stage(method: str, shortlister: np.ndarray, coverage: bool = False) -> None:
+                if coverage:
+                    short = coverage_shortlist(history, k, shortlister, n_first=0 if method == "two_stage_coverage"
+                                               else k // 2)
+                else:
+                    short = top_k(shortlister, k)
+                two = rerank_shortlist(shortlister, data.logme[r, eval_idx], short)
                 rows.append({**base, "method": method, **_report(acc, two), "forward_passes": len(short),
                              "seconds": float(np.nansum(fwd[[eval_idx[i] for i in short]]))})
 
             if data.logme is not None and not held:  # new models have no history to shortlist them by
                 add_two_stage("two_stage_prior", prior_all[eval_idx])
                 add_two_stage("two_stage_nearest", nearest[eval_idx])
+                add_two_stage("two_stage_coverage", prior_all[eval_idx], coverage=True)
             members, ensemble_seconds = [], 0.0
-            for name, (artifact, _train_seconds) in rankers.items():
-                start = time.perf_counter()
-                scores = artifact.score(data.dataset_tokens[dataset], tokens, all_models)
-                seconds = time.perf_counter() - start
+
+            def add_ranker(name: str, scores: np.ndarray, seconds: float) -> None:
                 add(f"ranker:{name}", scores, 0, seconds)
                 if data.logme is not None:
                     add_two_stage(f"two_stage:{name}", scores[eval_idx])
+                    if not held:
+                        add_two_stage(f"two_stage_coverage:{name}", scores[eval_idx], coverage=True)
+
+            for name, (artifact, _train_seconds) in rankers.items():
+                start = time.perf_counter()
+                scores = artifact.score(data.dataset_tokens[dataset], tokens, all_models, data.model_sources)
+                seconds = time.perf_counter() - start
+                add_ranker(name, scores, seconds)
                 members.append(zscore(scores))
                 ensemble_seconds += seconds
             if len(members) > 1:
-                scores = np.mean(members, axis=0)
-                add(f"ranker:{ENSEMBLE}", scores, 0, ensemble_seconds)
-                if data.logme is not None:
-                    add_two_stage(f"two_stage:{ENSEMBLE}", scores[eval_idx])
+                add_ranker(ENSEMBLE, np.mean(members, axis=0), ensemble_seconds)
     return rows
 
 
@@ -212,16 +264,33 @@ def candidate_variants(variants: Sequence[str]) -> list[str]:
     return [*variants, ENSEMBLE] if len(variants) > 1 else list(variants)
 
 
+def validation_score(rows: pd.DataFrame, method: str, protocol: str = "family") -> float:
+    """Mean over ``protocol``'s folds of the per-fold mean validation weighted tau of ``method``."""
+    val = rows[(rows["split"] == "val") & (rows["protocol"] == protocol) & (rows["method"] == method)]
+    per_fold = val.groupby("fold")["weighted_tau_truth"].mean()
+    return float(per_fold.mean()) if len(per_fold) else float("nan")
+
+
+def _best(scores: dict[str, float]) -> str:
+    return max(scores, key=lambda n: -np.inf if np.isnan(scores[n]) else scores[n])
+
+
 def select_variant(rows: pd.DataFrame, variants: Sequence[str]) -> tuple[str, dict[str, float]]:
-    """The variant with the best mean validation weighted tau over the leave-family-out folds."""
-    val = rows[(rows["split"] == "val") & (rows["protocol"] == "family")]
+    """The variant with the best validation weighted tau: the mean of its leave-family-out and (when
+    run) leave-models-out validation scores, since one ranker serves both new datasets and new models."""
     scores = {}
     for name in variants:
-        part = val[val["method"] == f"ranker:{name}"]
-        per_fold = part.groupby("fold")["weighted_tau_truth"].mean()
-        scores[name] = float(per_fold.mean()) if len(per_fold) else float("nan")
-    best = max(scores, key=lambda n: -np.inf if np.isnan(scores[n]) else scores[n])
-    return best, scores
+        per_protocol = [validation_score(rows, f"ranker:{name}", p) for p in ("family", "models")]
+        known = [v for v in per_protocol if not np.isnan(v)]
+        scores[name] = float(np.mean(known)) if known else float("nan")
+    return _best(scores), scores
+
+
+def select_shortlist(rows: pd.DataFrame, variant: str) -> tuple[str, dict[str, float]]:
+    """The two-stage method of ``variant`` (its top k, or its coverage shortlist) that validation prefers."""
+    scores = {m: validation_score(rows, m) for m in (f"two_stage:{variant}", f"two_stage_coverage:{variant}")}
+    scores = {m: v for m, v in scores.items() if not np.isnan(v)}
+    return (_best(scores), scores) if scores else (f"two_stage:{variant}", {})
 
 
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
@@ -250,10 +319,17 @@ def evaluate(
         logger.info("fold %s done (%d rows)", fold.name, len(rows))
     frame = pd.DataFrame(rows)
     selected, validation = select_variant(frame, candidate_variants(list(config.variants)))
-    chosen = frame[frame["method"].isin([f"ranker:{selected}", f"two_stage:{selected}"])].copy()
-    chosen["method"] = chosen["method"].str.split(":").str[0]
-    frame = pd.concat([frame, chosen], ignore_index=True)
-    return EvaluationResult(frame, selected, validation, [f.to_dict() for f in folds])
+    shortlist, shortlist_validation = select_shortlist(frame, selected)
+    chosen = frame[frame["method"] == f"ranker:{selected}"].assign(method="ranker")
+    two_stage = frame[frame["method"] == shortlist]
+    if shortlist.startswith("two_stage_coverage") and len(two_stage):  # leave-models-out has no coverage rows
+        two_stage = pd.concat([two_stage, frame[(frame["method"] == f"two_stage:{selected}")
+                                                & (frame["protocol"] == "models")]])
+    elif not len(two_stage):
+        two_stage = frame[frame["method"] == f"two_stage:{selected}"]
+    frame = pd.concat([frame, chosen, two_stage.assign(method="two_stage")], ignore_index=True)
+    return EvaluationResult(frame, selected, validation, [f.to_dict() for f in folds], shortlist,
+                            shortlist_validation)
 
 
 def paired_differences(

@@ -55,7 +55,7 @@ class RankerTrainingConfig:
     token_mode: TokenMode = "rows"
     max_rows: int = 8
     batch_size: int = 4
-    architecture: Literal["encoder_decoder", "cross_attention"] = "encoder_decoder"
+    architecture: Literal["encoder_decoder", "cross_attention", "linear"] = "encoder_decoder"
     baseline_features: bool = False  # prior + nearest-dataset scores as per-model inputs
     residual_init: bool = False  # with baseline features: start from their sum, validate that start too
     knn_k: int = 3
@@ -136,19 +136,26 @@ class RankerArtifact:
     reference: BaselineReference | None = None  # training datasets, for the baseline features
 
     def score(
-        self, tokens: DatasetTokens, model_tokens: np.ndarray, model_names: Sequence[str] | None = None
+        self,
+        tokens: DatasetTokens,
+        model_tokens: np.ndarray,
+        model_names: Sequence[str] | None = None,
+        model_sources: np.ndarray | None = None,
     ) -> np.ndarray:
         """Scores ``(N,)`` (higher = better) of ``model_tokens (N, Dm)`` for one dataset.
 
         ``model_names`` are needed when the ranker uses baseline features (to find each model's
-        past results); a model without any gets the neutral feature value.
+        past results); a model without any gets the neutral feature value. ``model_sources (N, Dd)``
+        are the models' source-sample descriptors (NaN rows: none; ``None``: nobody has one).
         """
         seq, mask = dataset_token_set(tokens, self.training.token_mode, self.training.max_rows, None)
         features = None
         if self.reference is not None:
             if model_names is None:
                 raise ValueError("this ranker uses baseline features: pass model_names")
-            features = torch.from_numpy(self.reference.features(dataset_descriptor(tokens), model_names))[None]
+            features = torch.from_numpy(
+                self.reference.features(dataset_descriptor(tokens), model_names, model_sources=model_sources)
+            )[None]
         self.model.eval()
         with torch.inference_mode():
             scores = self.model(
@@ -215,7 +222,8 @@ def evaluate_rankers(
         acc = corpus.accuracy_of([name])[0]
         if np.sum(~np.isnan(acc)) < 2:
             continue
-        learned = artifact.score(corpus.dataset_tokens[name], corpus.model_tokens, corpus.model_names)
+        learned = artifact.score(corpus.dataset_tokens[name], corpus.model_tokens, corpus.model_names,
+                                 corpus.model_sources)
         for method, scores in (("ranker", learned), ("prior", prior)):
             rows.append({"dataset": name, "split": split, "method": method, **ranking_report(acc, scores)})
     summary: dict[str, dict[str, dict[str, float]]] = {}
@@ -255,7 +263,9 @@ def with_baseline_features(
     features = {}
     for name in corpus.dataset_names:
         own = families.get(name, name) if corpus.splits.get(name, "train") == "train" else None
-        features[name] = reference.features(dataset_descriptor(corpus.dataset_tokens[name]), corpus.model_names, own)
+        features[name] = reference.features(
+            dataset_descriptor(corpus.dataset_tokens[name]), corpus.model_names, own, corpus.model_sources
+        )
     return replace(corpus, model_features=features)
 
 

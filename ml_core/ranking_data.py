@@ -63,6 +63,7 @@ class RankingCorpus:
     accuracy: np.ndarray  # (D, N), NaN where unknown
     splits: dict[str, str] = field(default_factory=dict)  # dataset -> train / val / test
     model_features: dict[str, np.ndarray] | None = None  # dataset -> (N, F) per-model features
+    model_sources: np.ndarray | None = None  # (N, Dd) source-sample descriptors, NaN rows: none
 
     def __post_init__(self) -> None:
         if self.model_tokens.shape[0] != len(self.model_names):
@@ -72,6 +73,8 @@ class RankingCorpus:
         missing = [d for d in self.dataset_names if d not in self.dataset_tokens]
         if missing:
             raise ValueError(f"no dataset tokens for {missing}")
+        if self.model_sources is not None and self.model_sources.shape[0] != len(self.model_names):
+            raise ValueError(f"{self.model_sources.shape[0]} source descriptors for {len(self.model_names)} models")
 
     def datasets_in(self, splits: Sequence[str]) -> list[str]:
         return [d for d in self.dataset_names if self.splits.get(d, "train") in splits]

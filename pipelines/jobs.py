@@ -7,15 +7,16 @@ from pipelines.registration import register_partitions
 
 embed_models_job = define_asset_job(
     "embed_models",
-    selection=AssetSelection.assets("model_parameters", "model_embeddings"),
+    selection=AssetSelection.assets("model_parameters", "model_source_tokens", "model_embeddings"),
     partitions_def=models_partitions,
-    description="Flatten and embed models (one run per model partition).",
+    description="Flatten and embed models, and encode their source samples (one run per model partition).",
 )
 flatten_models_job = define_asset_job(
     "flatten_models",
-    selection=AssetSelection.assets("model_parameters"),
+    selection=AssetSelection.assets("model_parameters", "model_source_tokens"),
     partitions_def=models_partitions,
-    description="Flatten models into chunks (one run per model partition); used before an autoencoder exists.",
+    description="Flatten models into chunks and encode their source samples (one run per model partition); "
+    "used before an autoencoder exists.",
 )
 dataset_tokens_job = define_asset_job(
     "dataset_tokens_job",

@@ -31,6 +31,20 @@ class ZooEntry:
     path: Path
     architecture: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    card_path: Path | None = None  # the sidecar or manifest the metadata came from
+
+    def source_images(self) -> Path | None:
+        """The folder sampling this model's pre-training images, if its card names one
+        (``source_images``, relative to the card's folder); raises :class:`ZooError` naming the
+        card when the value is not a folder path."""
+        value = self.metadata.get("source_images")
+        if value is None:
+            return None
+        base = self.card_path.parent if self.card_path is not None else self.path.parent
+        if not isinstance(value, str) or not value.strip():
+            raise ZooError(f"{self.card_path or self.path}: 'source_images' must be a folder path relative to "
+                           f"{base}, got {value!r}")
+        return (base / value).resolve()
 
 
 def _read_sidecar(path: Path) -> dict[str, Any]:
@@ -52,6 +66,9 @@ def discover_zoo(root: Path, manifest: Path | None = None) -> list[ZooEntry]:
     A model's name is its file stem (the full file name when two files share a stem). The
     manifest is JSON ``{"models": [{"name", "path", "architecture"?}]}`` with paths relative to
     the manifest's folder, for ``timm:`` / ``torchvision:`` architectures with local weights.
+    A sidecar (or manifest entry) may name ``source_images``: an ImageFolder
+    (``<folder>/<split>/<class>/<image>``) sampling the model's pre-training data, relative to the
+    sidecar's (manifest's) folder; ``model_source_tokens`` encodes it.
     """
     entries: list[ZooEntry] = []
     if root.is_dir():
@@ -65,7 +82,8 @@ def discover_zoo(root: Path, manifest: Path | None = None) -> list[ZooEntry]:
         for p in files:
             name = p.stem if stems[p.stem] == 1 else p.name
             meta = _read_sidecar(p)
-            entries.append(ZooEntry(name, partition_key(name), p, meta.get("timm_or_torchvision_architecture"), meta))
+            entries.append(ZooEntry(name, partition_key(name), p, meta.get("timm_or_torchvision_architecture"), meta,
+                                    p.with_suffix(".json")))
     elif manifest is None:
         raise ZooError(f"{root}: model zoo folder not found")
     if manifest is not None:
@@ -79,7 +97,8 @@ def discover_zoo(root: Path, manifest: Path | None = None) -> list[ZooEntry]:
             if not isinstance(item["name"], str) or not item["name"].strip():
                 raise ZooError(f"{manifest}: a model name must be a non-empty string (got {item['name']!r})")
             path = (manifest.parent / item["path"]).resolve()
-            entries.append(ZooEntry(item["name"], partition_key(item["name"]), path, item.get("architecture"), item))
+            entries.append(ZooEntry(item["name"], partition_key(item["name"]), path, item.get("architecture"), item,
+                                    manifest))
     keys: dict[str, str] = {}
     for e in entries:
         if e.key in keys:

@@ -116,6 +116,30 @@ def test_zoo_has_cards_and_recorded_source_accuracy_is_real(world):
         assert recorded[spec.name] == pytest.approx(float((predicted == labels).mean()))
 
 
+def test_each_small_model_card_points_at_a_sample_of_its_own_pre_training_images(world):
+    entries = {e.name: e for e in discover_zoo(world.zoo_dir)}
+    for spec in zoo_specs(REDUCED):
+        folder = entries[spec.name].source_images()
+        task = SOURCE_TASKS[spec.source_task]
+        assert folder == (world.root / "sources" / spec.source_task).resolve()
+        classes = sorted(p.name for p in (folder / "train").iterdir())
+        assert classes == sorted(task.classes)
+        assert all(len(list((folder / "train" / c).glob("*.png"))) == REDUCED.source_sample_per_class for c in classes)
+        # where the sample lies is not part of the weights: the embedded card does not name it
+        with open(entries[spec.name].path, "rb") as handle:
+            header = handle.read(8 + int.from_bytes(handle.read(8), "little"))
+        assert b"source_images" not in header
+    assert entries[EFFICIENTNET_NAME].source_images() is None  # ImageNet: no sample offline
+
+
+def test_a_card_naming_a_bad_source_folder_is_an_error_naming_the_card(tmp_path):
+    (tmp_path / "m.safetensors").write_bytes(b"")
+    (tmp_path / "m.json").write_text(json.dumps({"source_images": 3}))
+    (entry,) = discover_zoo(tmp_path)  # discovery never fails on one bad card
+    with pytest.raises(ValueError, match=r"m\.json.*source_images"):
+        entry.source_images()
+
+
 def test_efficientnet_in_the_zoo_is_the_wheels_imagenet_model(world):
     card = DemoModelCard.model_validate_json((world.zoo_dir / f"{EFFICIENTNET_NAME}.json").read_text())
     assert card.source_task == "imagenet-1k" and card.source_accuracy is None and "75.1%" in card.source_accuracy_note

@@ -15,8 +15,9 @@ from safetensors.torch import load_file, save_file
 from assets.artifacts import ArtifactRef
 from assets.ground_truth_ranks import load_ground_truth_summary, load_ranks
 from assets.model_recommendations import load_recommendations
+from assets.model_source_tokens import load_source_descriptors, load_source_tokens
 from assets.transfer_performance import load_transfer_summary, load_transfer_table
-from ml_core.demo_world import build_demo_world
+from ml_core.demo_world import SOURCE_TASKS, build_demo_world
 from ml_core.storage import read_json
 from pipelines.definitions import world_resources
 from pipelines.runner import STAGES, materialize_all
@@ -76,6 +77,19 @@ def test_every_asset_materializes_on_a_measured_table(run):
         assert sorted(recs["model"]) == sorted(world.model_names) and np.isfinite(recs["score"]).all()
     event = run["instance"].get_latest_materialization_event(AssetKey("dataset_tokens"))
     assert "efficientnet-lite0" in str(event.asset_materialization.metadata["encoder"].value)
+    assert counts["model_source_tokens"] == n_models
+    for model in world.model_names:
+        tokens = load_source_tokens(_ref(store, "model_source_tokens", model), store)
+        if model == "efficientnet_lite0_imagenet":
+            assert tokens is None  # its card names no sample: neutral downstream
+        else:
+            task = SOURCE_TASKS[read_json(world.zoo_dir / f"{model}.json")["source_task"]]
+            assert tokens.class_names == sorted(task.classes) and tokens.valid.all()
+    descriptors = load_source_descriptors({m: _ref(store, "model_source_tokens", m) for m in world.model_names},
+                                          store, list(world.model_names))
+    same_source = [i for i, m in enumerate(world.model_names) if m.endswith("_digits")]
+    assert len(same_source) == 2 and np.allclose(descriptors[same_source[0]], descriptors[same_source[1]])
+    assert np.isnan(descriptors[list(world.model_names).index("efficientnet_lite0_imagenet")]).all()
 
 
 def test_second_run_is_all_cache_hits(run):

@@ -62,7 +62,7 @@ def test_baseline_features_of_a_training_dataset_ignore_its_own_family():
     own = reference.features(np.array([1.0, 0.0, 0.0]), ["m0", "m1"], exclude_family="x")
     assert own[1, 0] > own[0, 0] and own[1, 1] > own[0, 1]  # only y1 is left: it prefers m1
     held_out = reference.features(np.array([1.0, 0.0, 0.0]), ["m0", "m1", "new"])
-    assert held_out[0, 1] > held_out[1, 1] and held_out[2].tolist() == [0.0, 0.0]  # unknown model: neutral
+    assert held_out[0, 1] > held_out[1, 1] and held_out[2].tolist() == [0.0, 0.0, 0.0]  # unknown model: neutral
 
 
 def _toy_data(n_models=6, seed=0) -> EvaluationData:
@@ -78,6 +78,7 @@ def _toy_data(n_models=6, seed=0) -> EvaluationData:
         dataset_tokens=tokens, model_tokens=rng.normal(size=(n_models, 4)).astype(np.float32),
         logme=accuracy + rng.normal(scale=0.05, size=accuracy.shape), h_score=rng.normal(size=accuracy.shape),
         forward_seconds=np.full(accuracy.shape, 0.5),
+        model_sources=np.r_[rng.normal(size=(n_models - 1, 8)), np.full((1, 8), np.nan)],  # the last: no sample
     )
 
 
@@ -107,7 +108,13 @@ def test_evaluation_never_trains_on_held_out_datasets_or_models(monkeypatch):
         assert not set(corpus.model_names) & set(fold.held_out_models)
     assert tokens_asked == [f.held_out_models for f in folds if f.kind == "models"]
     rows = result.rows
-    assert {"random", "prior", "nearest", "logme", "h_score", "ranker", "two_stage"} <= set(rows["method"])
+    assert {"random", "prior", "nearest", "source_similarity", "logme", "h_score", "ranker", "two_stage",
+            "two_stage_coverage", "two_stage_coverage:v", "oracle_nearest"} <= set(rows["method"])
+    # the ceiling and the coverage shortlists need a history: leave-family-out only
+    for method in ("oracle_nearest", "two_stage_coverage", "two_stage_coverage:v"):
+        assert set(rows.loc[rows["method"] == method, "protocol"]) == {"family"}
+    assert result.selected_shortlist in ("two_stage:v", "two_stage_coverage:v")
+    assert set(rows.loc[rows["method"] == "two_stage", "protocol"]) == {"family", "models"}
     models_rows = rows[(rows["protocol"] == "models") & (rows["method"] == "prior")]
     assert (models_rows["weighted_tau_truth"] == 0).all()  # held-out models have no results: no prior
     two = rows[(rows["method"] == "two_stage") & (rows["protocol"] == "family")]
@@ -144,7 +151,7 @@ def test_ensemble_averages_the_variants_z_scores_and_is_a_validation_candidate(m
         def __init__(self, scale):
             self.scale = scale
 
-        def score(self, tokens, model_tokens, model_names):
+        def score(self, tokens, model_tokens, model_names, model_sources=None):
             return self.scale * data.accuracy[row_of[id(tokens)]]
 
     scales = {"same_order": 1.0, "reversed_and_larger": -4.0}  # a power of two: z-scores exactly opposite
@@ -160,3 +167,25 @@ def test_ensemble_averages_the_variants_z_scores_and_is_a_validation_candidate(m
     assert set(result.variant_validation) == {"same_order", "reversed_and_larger", "ensemble"}
     assert result.selected_variant == "same_order"
     assert evaluation.candidate_variants(["only"]) == ["only"]  # one variant: no ensemble of one
+
+
+def test_oracle_neighbours_are_the_training_datasets_that_order_models_like_the_truth():
+    train = np.array([[0.9, 0.5, 0.1], [0.1, 0.5, 0.9], [0.2, 0.9, 0.5]])
+    truth = np.array([0.2, 0.6, 0.8])  # ordered like training dataset 1
+    scores = evaluation.oracle_neighbour_scores(truth, train, k=1, temperature=0.05)
+    assert list(np.argsort(-scores)) == [2, 1, 0]
+    assert np.isfinite(evaluation.oracle_neighbour_scores(np.array([0.5, np.nan, 0.1]), train, 2, 0.05)).all()
+
+
+def test_selection_averages_both_protocols_validation_and_ignores_test_rows():
+    import pandas as pd
+
+    def rows(method, family, models, test):
+        return [{"protocol": p, "fold": f"{p}:0", "split": split, "method": method, "weighted_tau_truth": v}
+                for p, split, v in (("family", "val", family), ("models", "val", models), ("family", "test", test))]
+
+    frame = pd.DataFrame(rows("ranker:a", 0.6, 0.0, 0.9) + rows("ranker:b", 0.4, 0.4, 0.1))
+    best, scores = evaluation.select_variant(frame, ["a", "b"])
+    assert best == "b" and scores == pytest.approx({"a": 0.3, "b": 0.4})  # a is useless on new models
+    only_family = frame[frame["protocol"] == "family"]
+    assert evaluation.select_variant(only_family, ["a", "b"])[0] == "a"

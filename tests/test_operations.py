@@ -73,7 +73,8 @@ def test_new_checkpoint_gets_a_partition_and_only_its_own_run(ops):
     first = _tick(model_zoo_sensor, instance, zoo_resources, None)
     assert not first.run_requests and not first.dynamic_partitions_requests  # all registered already
     others = list(world.model_names)
-    before = {a: _latest_storage_ids(instance, a, others) for a in ("model_parameters", "model_embeddings")}
+    per_model = ("model_parameters", "model_source_tokens", "model_embeddings")
+    before = {a: _latest_storage_ids(instance, a, others) for a in per_model}
     automation_cursor = evaluate_automation_conditions(defs, instance).cursor
 
     _perturbed_copy(world.zoo_dir / "smallcnn_shapes.safetensors", world.zoo_dir / "smallcnn_shapes_v2.safetensors", 1.1)
@@ -84,8 +85,8 @@ def test_new_checkpoint_gets_a_partition_and_only_its_own_run(ops):
     _apply_partitions(instance, tick)
     run = defs.get_job_def("embed_models").execute_in_process(partition_key="smallcnn_shapes_v2", instance=instance)
     done = {(e.asset_key.path[-1], e.partition) for e in run.get_asset_materialization_events()}
-    assert done == {("model_parameters", "smallcnn_shapes_v2"), ("model_embeddings", "smallcnn_shapes_v2")}
-    after = {a: _latest_storage_ids(instance, a, others) for a in ("model_parameters", "model_embeddings")}
+    assert done == {(a, "smallcnn_shapes_v2") for a in per_model}
+    after = {a: _latest_storage_ids(instance, a, others) for a in per_model}
     assert after == before  # no other model was touched
 
     # the same tick again requests nothing; the recommendations of every dataset now want a refresh
@@ -108,14 +109,15 @@ def test_replaced_touched_and_removed_checkpoints(ops):
     assert [r.partition_key for r in tick.run_requests] == ["depthwisenet_shapes"]
     run = job.execute_in_process(partition_key="depthwisenet_shapes", instance=instance)
     hits = {e.asset_key.path[-1]: e.materialization.metadata["cache_hit"].value for e in run.get_asset_materialization_events()}
-    assert hits == {"model_parameters": True, "model_embeddings": True}
+    assert hits == {"model_parameters": True, "model_source_tokens": True, "model_embeddings": True}
 
     _perturbed_copy(path, path, 0.5)  # replaced with other weights: recomputed
     tick = _tick(model_zoo_sensor, instance, zoo_resources, tick.cursor)
     assert [r.partition_key for r in tick.run_requests] == ["depthwisenet_shapes"]
     run = job.execute_in_process(partition_key="depthwisenet_shapes", instance=instance)
     hits = {e.asset_key.path[-1]: e.materialization.metadata["cache_hit"].value for e in run.get_asset_materialization_events()}
-    assert hits == {"model_parameters": False, "model_embeddings": False}
+    # new weights, same card: the source sample's tokens do not depend on the weights and stay cached
+    assert hits == {"model_parameters": False, "model_source_tokens": True, "model_embeddings": False}
 
     path.unlink()  # removed: its partition is dropped on purpose
     tick = _tick(model_zoo_sensor, instance, zoo_resources, tick.cursor)

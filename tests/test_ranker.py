@@ -200,3 +200,46 @@ def test_residual_ranker_validates_its_starting_point(tmp_path):
     _, history = train_ranker(corpus, config, tmp_path, families=families)
     assert [r["epoch"] for r in history.epochs] == [0, 1, 2]  # the untrained start was a candidate
     assert (tmp_path / "loss_curves.png").exists()
+
+
+def test_linear_ranker_needs_features_and_scores_their_weighted_sum():
+    with pytest.raises(ValueError, match="model_feature_dim"):
+        RankingCrossAttentionTransformer(RankerConfig(dataset_token_dim=6, model_token_dim=5, architecture="linear"))
+    model = RankingCrossAttentionTransformer(
+        RankerConfig(dataset_token_dim=6, model_token_dim=5, architecture="linear", model_feature_dim=3, residual_init=True)
+    )
+    features = torch.randn(2, 4, 3)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 1]], dtype=torch.bool)
+    scores = model(torch.randn(2, 7, 6), torch.randn(2, 4, 5), None, mask, features)
+    expected = features.sum(-1).masked_fill(~mask, 0.0)
+    torch.testing.assert_close(scores, expected)
+
+
+def test_linear_ranker_learns_to_follow_the_source_similarity(tmp_path):
+    """Accuracy = how close a dataset is to each model's pre-training sample: the learned weighting must
+    find that (feature 2) and rank a validation dataset by it, also for models it never saw trained."""
+    rng = np.random.default_rng(0)
+    n_models, dim = 6, 6
+    sources = rng.normal(size=(n_models, dim))
+    sources /= np.linalg.norm(sources, axis=1, keepdims=True)
+    names = [f"d{i}" for i in range(10)]
+    tokens, accuracy = {}, []
+    for name in names:
+        direction = rng.normal(size=dim)
+        direction /= np.linalg.norm(direction)
+        tokens[name] = _tokens(rng, 4, 3, dim, shift=(8 * direction).astype(np.float32))
+        accuracy.append(0.5 + 0.3 * sources @ direction)
+    splits = {n: ("train" if i < 7 else "val") for i, n in enumerate(names)}
+    corpus = RankingCorpus([f"m{j}" for j in range(n_models)], rng.normal(size=(n_models, 4)).astype(np.float32),
+                           names, tokens, np.array(accuracy), splits, model_sources=sources)
+    families = {n: n for n in names}
+    config = RankerTrainingConfig(architecture="linear", baseline_features=True, loss="pairwise", token_mode="class_means",
+                                  trainer=TrainerConfig(epochs=40, lr=0.05, scheduler="none", early_stopping_patience=None))
+    artifact, _ = train_ranker(corpus, config, tmp_path, families=families)
+    weights = artifact.model.skip.weight.detach().numpy()[0]
+    assert weights[2] > 2 * max(abs(weights[0]), abs(weights[1]))  # source similarity carries the order
+    from ml_core.metrics import spearman
+
+    for name in names[7:]:
+        scores = artifact.score(tokens[name], corpus.model_tokens, ["new"] * n_models, sources)  # no history at all
+        assert spearman(corpus.accuracy_of([name])[0], scores) > 0.9

@@ -15,7 +15,8 @@ class WorldScale(BaseModel):
     pre-trained on every task of ``sources`` (``None`` = all source tasks). ``targets``
     (``None`` = all) picks the target datasets. A target gets ``min(train_per_class,
     its shots)`` train images per class, ``val_per_class`` val images and enough test images
-    per class for about ``test_images`` in all.
+    per class for about ``test_images`` in all. Each source task also gets a sample of
+    ``source_sample_per_class`` pre-training images per class, which the models' cards point at.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -32,6 +33,7 @@ class WorldScale(BaseModel):
     val_per_class: int = 4
     test_images: int = 520
     min_test_per_class: int = 8
+    source_sample_per_class: int = 16  # images per class of each source task's sample (sources/)
     include_efficientnet: bool = True
     efficientnet_input_size: int = 64
     image_size: int = 32
@@ -67,6 +69,7 @@ REDUCED = WorldScale(
     pretrain_epochs=2,
     train_per_class=4,
     val_per_class=2,
+    source_sample_per_class=4,
     test_images=24,
     min_test_per_class=6,
 )

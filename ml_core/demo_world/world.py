@@ -4,6 +4,8 @@ Layout under ``root``::
 
     datasets/<target>/{train,val,test}/<class>/<class>_<i>.png   + datasets/<target>/dataset.json
     zoo/<model>.safetensors + zoo/<model>.json                    (DemoModelCard sidecars)
+    sources/<source task>/train/<class>/<class>_<i>.png           a sample of each task's pre-training
+                                                                  images; a card's ``source_images``
     world.json                                                    written LAST (DemoWorldManifest)
 
 There is no performance table: the graph's ``transfer_performance`` asset measures it. The
@@ -21,28 +23,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 from tqdm.auto import tqdm
 
 from ml_core.demo_world.scale import FULL, SCALES, WorldScale
 from ml_core.demo_world.tasks import SOURCE_TASKS, TARGET_TASKS, ImageTask
-from ml_core.demo_world.zoo import build_zoo, convert_efficientnet, zoo_specs
+from ml_core.demo_world.zoo import SOURCES_DIR, build_zoo, convert_efficientnet, zoo_specs
 from ml_core.storage import first_changed_file, read_json, read_valid_manifest, sha256_file, write_json
 
 logger = logging.getLogger(__name__)
 
 WORLD_MANIFEST_NAME = "world.json"
-WORLD_FORMAT_VERSION = 1
+WORLD_FORMAT_VERSION = 2  # 2: sources/ samples named by the model cards
 DATASET_CARD_NAME = "dataset.json"
 SPLITS = ("train", "val", "test")
 DESCRIPTION = (
     "Demo world: small networks (4 architecture families) pre-trained on 6 generated or bundled source "
     "tasks, plus the real ImageNet EfficientNet-Lite0; 19 target ImageFolder datasets (32x32 RGB, 2-10 "
-    "classes, 5-40 train images per class, ~520 test images) near to or far from the sources. Transfer "
+    "classes, 5-40 train images per class, ~520 test images) near to or far from the sources; a sample of "
+    "each source task's pre-training images, named by its models' cards. Transfer "
     "accuracy is measured by the transfer_performance asset (fine-tuning), not stored here."
 )
-_OWNED = ("zoo", "datasets")
+_OWNED = ("zoo", "datasets", "sources")
 
 
 class DemoWorldError(ValueError):
@@ -120,16 +124,27 @@ def write_target(task: ImageTask, folder: Path, scale: WorldScale, seed: int) ->
     """Write one target as ImageFolder PNGs plus its card."""
     sizes = split_sizes(task, scale)
     for split, n in sizes.items():
-        images, labels = task.sample(seed, split, n, scale.image_size)
-        for k, cls in enumerate(task.classes):
-            out = folder / split / cls
-            out.mkdir(parents=True)
-            for i, img in enumerate(images[labels == k]):
-                Image.fromarray(img).save(out / f"{cls}_{i:04d}.png", format="PNG")
+        _write_pngs(task, *task.sample(seed, split, n, scale.image_size), folder / split)
     card = DatasetCard(family=task.family, description=task.description, classes=list(task.classes),
                        images_per_class=sizes)
     write_json(folder / DATASET_CARD_NAME, card.model_dump(mode="json"))
     return card
+
+
+def write_source_sample(task: ImageTask, folder: Path, scale: WorldScale, seed: int) -> None:
+    """A sample of a source task's pre-training images (its ``source_train`` part) as
+    ``<folder>/train/<class>/<class>_<i>.png``: what a model's card offers as "trained on this"."""
+    images, labels = task.sample(seed, "source_train", scale.source_sample_per_class, scale.image_size)
+    _write_pngs(task, images, labels, folder / "train")
+
+
+def _write_pngs(task: ImageTask, images: np.ndarray, labels: np.ndarray, split_dir: Path) -> None:
+    """``images (N, H, W, 3)`` uint8 as ``<split_dir>/<class>/<class>_<i>.png`` by ``labels (N,)``."""
+    for k, cls in enumerate(task.classes):
+        out = split_dir / cls
+        out.mkdir(parents=True)
+        for i, img in enumerate(images[labels == k]):
+            Image.fromarray(img).save(out / f"{cls}_{i:04d}.png", format="PNG")
 
 
 def encoder_record(scale: WorldScale) -> dict[str, Any]:
@@ -195,7 +210,7 @@ def build_demo_world(
     """Generate the demo world under ``root`` (or reuse it if already there, intact).
 
     Args:
-        root: a local folder; only ``zoo/``, ``datasets/`` and ``world.json`` in it are written.
+        root: a local folder; only ``zoo/``, ``datasets/``, ``sources/`` and ``world.json`` in it are written.
         scale: :data:`~ml_core.demo_world.scale.FULL` (the benchmark, minutes) or ``"reduced"``
             (tests, seconds), or any :class:`WorldScale`.
         seed: every random draw derives from it; same seed -> same bytes.
@@ -224,6 +239,9 @@ def build_demo_world(
         write_target(task, root / "datasets" / name, scale, seed)
     logger.info("%s: wrote %d target datasets in %.1f s", root, len(targets), time.perf_counter() - started)
 
+    sources = scale.sources or tuple(SOURCE_TASKS)
+    for name in sources:
+        write_source_sample(SOURCE_TASKS[name], root / SOURCES_DIR / name, scale, seed)
     specs = zoo_specs(scale)
     if workers is None:
         workers = min(2, os.cpu_count() or 1) if len(specs) > 4 else 1
@@ -231,7 +249,6 @@ def build_demo_world(
     if scale.include_efficientnet:
         cards.append(convert_efficientnet(root / "zoo", scale.efficientnet_input_size))
 
-    sources = scale.sources or tuple(SOURCE_TASKS)
     manifest = DemoWorldManifest(
         format_version=WORLD_FORMAT_VERSION,
         description=DESCRIPTION,

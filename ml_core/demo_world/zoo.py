@@ -86,6 +86,15 @@ class DemoModelCard(BaseModel):
     pixel_std: list[float]
     origin: str
     standin: bool = False
+    source_images: str | None = None  # a sample of the pre-training images, relative to this card's folder
+
+
+SOURCES_DIR = "sources"  # beside zoo/: sources/<source task>/train/<class>/<image>.png
+
+
+def source_sample_path(source_task: str) -> str:
+    """Where a demo model's card says its source sample is, relative to the zoo folder."""
+    return f"../{SOURCES_DIR}/{source_task}"
 
 
 @dataclass(frozen=True)
@@ -181,8 +190,10 @@ def pretrain(spec: ZooSpec, scale: WorldScale, seed: int) -> tuple[torch.nn.Modu
 
 def _save(model: torch.nn.Module, card: DemoModelCard, zoo_dir: Path) -> DemoModelCard:
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-    # One metadata key only: safetensors orders several keys differently in each process.
-    save_file(state, str(zoo_dir / card.weights_file), metadata={"model_card": stable_json(card.model_dump(mode="json"))})
+    # One metadata key only: safetensors orders several keys differently in each process. Where the
+    # source sample lies is a fact of this folder, not of the weights: it stays in the sidecar only.
+    embedded = card.model_dump(mode="json", exclude={"source_images"})
+    save_file(state, str(zoo_dir / card.weights_file), metadata={"model_card": stable_json(embedded)})
     write_json(zoo_dir / f"{card.name}.json", card.model_dump(mode="json"))
     return card
 
@@ -209,6 +220,7 @@ def train_and_save(spec: ZooSpec, scale: WorldScale, seed: int, zoo_dir: Path) -
         pixel_std=list(SMALL_STD),
         origin=f"pre-trained from a seeded init on the generated source task {spec.source_task!r} "
         f"({task.description}) by ml_core.demo_world",
+        source_images=source_sample_path(spec.source_task),
     )
     logger.info("%s: source accuracy %.3f on %s", spec.name, accuracy, spec.source_task)
     return _save(model, card, zoo_dir)

@@ -1,0 +1,89 @@
+"""Shortlists for the two-stage mode: which ``k`` models get a forward pass (then LogME orders them).
+
+A shortlist is good when it *contains* the best model, not when it is well ordered: the second
+stage re-orders it anyway. Two policies:
+
+* :func:`top_k` -- the ``k`` highest scores of a first-stage ranker (or the prior);
+* :func:`coverage_shortlist` -- a portfolio: optionally the first stage's top ``n_first`` models,
+  then, greedily, the model that most lowers the mean top-1 regret over the history (the past
+  datasets' accuracies: "had we shortlisted these, how far from the best would we have been?"),
+  ties broken by the first-stage score. It spreads the slots over the models that were best
+  somewhere instead of spending them on near-copies of one favourite. Models without any past
+  result cannot be covered and enter only through the first stage's picks.
+
+:func:`rerank_shortlist` turns a shortlist and the second-stage scores into one score per model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest ``scores (N,)``, best first (stable for ties)."""
+    return np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[: max(0, min(k, len(scores)))]
+
+
+def history_regret(history: np.ndarray, chosen: np.ndarray) -> float:
+    """Mean over past datasets of (best accuracy) - (best accuracy among ``chosen``), in accuracy units.
+
+    ``history (T, N)`` may hold NaN (unknown); a dataset where no chosen model has a result counts
+    as missing the best entirely (regret = best - worst known).
+    """
+    best = np.nanmax(history, axis=1)
+    worst = np.nanmin(history, axis=1)
+    if len(chosen) == 0:
+        return float(np.mean(best - worst))
+    part = history[:, chosen]
+    have = ~np.all(np.isnan(part), axis=1)
+    got = np.where(have, np.nanmax(np.where(np.isnan(part), -np.inf, part), axis=1), worst)
+    return float(np.mean(best - got))
+
+
+def coverage_shortlist(
+    history: np.ndarray, k: int, first_stage: np.ndarray | None = None, n_first: int = 0
+) -> np.ndarray:
+    """A ``k``-model portfolio (indices, in the order chosen) from ``history (T, N)`` accuracies.
+
+    The first ``n_first`` slots go to the top of ``first_stage (N,)``; the rest are filled greedily
+    by the largest drop in :func:`history_regret`, ties broken by ``first_stage`` (then by index).
+    Datasets (rows) with fewer than two known results are ignored. With no usable history, or once
+    nothing more can be covered, the remaining slots follow ``first_stage``.
+    """
+    history = np.asarray(history, dtype=np.float64)
+    n = history.shape[1]
+    k = max(0, min(k, n))
+    first = np.zeros(n) if first_stage is None else np.asarray(first_stage, dtype=np.float64)
+    chosen = list(top_k(first, min(n_first, k)))
+    rows = np.sum(~np.isnan(history), axis=1) >= 2
+    usable = history[rows]
+    covered = ~np.all(np.isnan(usable), axis=0) if len(usable) else np.zeros(n, dtype=bool)
+    tie_order = np.argsort(np.argsort(-first, kind="stable"), kind="stable")  # 0 = best first-stage score
+    while len(chosen) < k:
+        candidates = [j for j in range(n) if j not in chosen and covered[j]]
+        if not candidates:
+            break
+        current = history_regret(usable, np.array(chosen, dtype=int))
+        gains = [(current - history_regret(usable, np.array([*chosen, j])), -tie_order[j], j) for j in candidates]
+        best_gain, _, best = max(gains)
+        if best_gain <= 0 and chosen:
+            break  # nothing left that the history says could be the best
+        chosen.append(best)
+    for j in top_k(first, n):  # fill any remaining slots by the first stage
+        if len(chosen) >= k:
+            break
+        if j not in chosen:
+            chosen.append(int(j))
+    return np.array(chosen, dtype=int)
+
+
+def rerank_shortlist(first_stage: np.ndarray, second_stage: np.ndarray, short: np.ndarray) -> np.ndarray:
+    """Scores ``(N,)``: the shortlist above everyone, ordered by ``second_stage``; the others keep the
+    first stage's order below it. ``second_stage`` is read only at the shortlisted indices."""
+    first = np.asarray(first_stage, dtype=np.float64)
+    scores = first - first.max() - 1.0
+    if len(short):
+        inner = np.asarray(second_stage, dtype=np.float64)[short]
+        rank_in_short = np.argsort(np.argsort(-inner, kind="stable"), kind="stable")
+        scores[short] = 1.0 + (len(short) - rank_in_short)
+    return scores
