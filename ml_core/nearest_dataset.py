@@ -38,6 +38,13 @@ def nearest_dataset_scores(
     A model with no result on any of the neighbours gets the neighbours' mean score.
     """
     sims = train_descriptors @ target
+    return neighbour_scores(sims, train_accuracy, k=k, temperature=temperature), sims
+
+
+def neighbour_scores(sims: np.ndarray, train_accuracy: np.ndarray, *, k: int, temperature: float) -> np.ndarray:
+    """Scores ``(N,)``: the min-max normalised accuracies ``(T, N)`` of the ``k`` training datasets with
+    the highest similarity ``sims (T,)``, weighted by a softmax of the similarity over ``temperature``.
+    A model with no result on any of the neighbours gets the neighbours' mean score."""
     order = np.argsort(-sims, kind="stable")[: max(1, min(k, len(sims)))]
     weights = np.exp((sims[order] - sims[order].max()) / temperature)
     norm = minmax_rows(train_accuracy[order])
@@ -46,4 +53,4 @@ def nearest_dataset_scores(
     mass = (known * weights[:, None]).sum(0)
     scores = np.where(mass > 0, weighted.sum(0) / np.where(mass > 0, mass, 1.0), np.nan)
     fill = np.nanmean(scores) if np.any(~np.isnan(scores)) else 0.0
-    return np.where(np.isnan(scores), fill, scores), sims
+    return np.where(np.isnan(scores), fill, scores)

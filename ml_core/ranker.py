@@ -13,7 +13,7 @@ weighting of the per-(dataset, model) features below, ``score = w . features``.
 
 None uses positional encodings: both sequences are sets, and the scores are
 permutation-equivariant in the models. Optional per-(dataset, model) features ``(B, N, F)``
-(e.g. the data-free prior and the nearest-dataset score) are appended to each model token and
+(e.g. the data-free prior, the nearest-dataset score and the source similarity) are appended to each model token and
 also feed a linear *skip* score, so the network can learn "baseline + correction";
 ``residual_init`` starts it at exactly "sum of the baselines' z-scores, zero correction".
 """
@@ -75,7 +75,7 @@ class RankingCrossAttentionTransformer(nn.Module):
             if not c.model_feature_dim:
                 raise ValueError("the linear ranker scores per-model features only: model_feature_dim must be > 0")
             self.skip = nn.Linear(c.model_feature_dim, 1, bias=False)
-            nn.init.ones_(self.skip.weight) if c.residual_init else nn.init.constant_(self.skip.weight, 0.1)
+            nn.init.constant_(self.skip.weight, 1.0 if c.residual_init else 0.1)  # residual: their plain sum
             return
         model_in = c.model_token_dim + c.model_feature_dim
         self.dataset_proj = nn.Sequential(nn.LayerNorm(c.dataset_token_dim), nn.Linear(c.dataset_token_dim, c.d_model))

@@ -48,11 +48,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ml_core.baselines import data_free_prior, minmax_rows, random_scores
+from ml_core.baselines import data_free_prior, random_scores
 from ml_core.dataset_tokens import DatasetTokens
 from ml_core.evaluation_folds import Fold
 from ml_core.metrics import ranking_report, spearman
-from ml_core.nearest_dataset import dataset_descriptor, nearest_dataset_scores
+from ml_core.nearest_dataset import dataset_descriptor, nearest_dataset_scores, neighbour_scores
 from ml_core.ranker_features import zscore
 from ml_core.ranker_training import RankerTrainingConfig, train_ranker
 from ml_core.ranking_data import RankingCorpus
@@ -117,33 +117,17 @@ def _report(accuracy: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     return report
 
 
-def two_stage_scores(ranker: np.ndarray, logme: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ranker's top ``k`` re-ordered by LogME above everyone else (who keep the ranker's order).
-
-    Returns the scores and the indices of the shortlisted models (the ones that need a forward pass).
-    """
-    short = top_k(ranker, k)
-    return rerank_shortlist(ranker, logme, short), short
-
-
 def oracle_neighbour_scores(
     truth: np.ndarray, train_accuracy: np.ndarray, k: int, temperature: float
 ) -> np.ndarray:
     """CEILING, not a method: nearest-dataset scores with the ``k`` training datasets whose
     accuracies correlate best (Spearman) with the test dataset's TRUE accuracies ``truth (N,)``."""
-    known = ~np.isnan(truth)
-    sims = np.array([
-        spearman(truth[known & ~np.isnan(row)], row[known & ~np.isnan(row)])
-        if np.sum(known & ~np.isnan(row)) >= 2 else -1.0
-        for row in train_accuracy
-    ])
-    sims = np.nan_to_num(sims, nan=-1.0)
-    order = top_k(sims, k)
-    weights = np.exp((sims[order] - sims[order].max()) / temperature)
-    norm = minmax_rows(train_accuracy[order])
-    mass = (~np.isnan(norm) * weights[:, None]).sum(0)
-    scores = np.where(mass > 0, np.nansum(norm * weights[:, None], axis=0) / np.where(mass > 0, mass, 1.0), np.nan)
-    return np.where(np.isnan(scores), np.nanmean(scores) if np.any(~np.isnan(scores)) else 0.0, scores)
+    sims = []
+    for row in train_accuracy:
+        both = ~np.isnan(truth) & ~np.isnan(row)
+        sims.append(spearman(truth[both], row[both]) if both.sum() >= 2 else -1.0)
+    sims = np.nan_to_num(np.array(sims), nan=-1.0)  # a constant row correlates with nothing
+    return neighbour_scores(sims, train_accuracy, k=k, temperature=temperature)
 
 
 def _fold_corpus(data: EvaluationData, fold: Fold, tokens: np.ndarray, seen: list[int]) -> RankingCorpus:
@@ -224,12 +208,12 @@ def evaluate_fold(
             k = config.two_stage_k or max(1, len(eval_idx) // 3)
             history = train_acc[:, eval_idx]
 
-            def add_two_stage(method: str, shortlister: np.ndarray, coverage: bool = False) -> None:
-                if coverage:
-                    short = coverage_shortlist(history, k, shortlister, n_first=0 if method == "two_stage_coverage"
-                                               else k // 2)
-                else:
+            def add_two_stage(method: str, shortlister: np.ndarray, n_first: int | None = None) -> None:
+                """``n_first=None``: the shortlister's top k; else a coverage shortlist after its top n_first."""
+                if n_first is None:
                     short = top_k(shortlister, k)
+                else:
+                    short = coverage_shortlist(history, k, shortlister, n_first=n_first)
                 two = rerank_shortlist(shortlister, data.logme[r, eval_idx], short)
                 rows.append({**base, "method": method, **_report(acc, two), "forward_passes": len(short),
                              "seconds": float(np.nansum(fwd[[eval_idx[i] for i in short]]))})
@@ -237,7 +221,7 @@ def evaluate_fold(
             if data.logme is not None and not held:  # new models have no history to shortlist them by
                 add_two_stage("two_stage_prior", prior_all[eval_idx])
                 add_two_stage("two_stage_nearest", nearest[eval_idx])
-                add_two_stage("two_stage_coverage", prior_all[eval_idx], coverage=True)
+                add_two_stage("two_stage_coverage", prior_all[eval_idx], n_first=0)  # the prior breaks ties
             members, ensemble_seconds = [], 0.0
 
             def add_ranker(name: str, scores: np.ndarray, seconds: float) -> None:
@@ -245,7 +229,7 @@ def evaluate_fold(
                 if data.logme is not None:
                     add_two_stage(f"two_stage:{name}", scores[eval_idx])
                     if not held:
-                        add_two_stage(f"two_stage_coverage:{name}", scores[eval_idx], coverage=True)
+                        add_two_stage(f"two_stage_coverage:{name}", scores[eval_idx], n_first=k // 2)
 
             for name, (artifact, _train_seconds) in rankers.items():
                 start = time.perf_counter()
@@ -322,11 +306,9 @@ def evaluate(
     shortlist, shortlist_validation = select_shortlist(frame, selected)
     chosen = frame[frame["method"] == f"ranker:{selected}"].assign(method="ranker")
     two_stage = frame[frame["method"] == shortlist]
-    if shortlist.startswith("two_stage_coverage") and len(two_stage):  # leave-models-out has no coverage rows
+    if shortlist != f"two_stage:{selected}":  # coverage rows are leave-family-out only: new models keep top k
         two_stage = pd.concat([two_stage, frame[(frame["method"] == f"two_stage:{selected}")
                                                 & (frame["protocol"] == "models")]])
-    elif not len(two_stage):
-        two_stage = frame[frame["method"] == f"two_stage:{selected}"]
     frame = pd.concat([frame, chosen, two_stage.assign(method="two_stage")], ignore_index=True)
     return EvaluationResult(frame, selected, validation, [f.to_dict() for f in folds], shortlist,
                             shortlist_validation)

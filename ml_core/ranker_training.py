@@ -56,7 +56,7 @@ class RankerTrainingConfig:
     max_rows: int = 8
     batch_size: int = 4
     architecture: Literal["encoder_decoder", "cross_attention", "linear"] = "encoder_decoder"
-    baseline_features: bool = False  # prior + nearest-dataset scores as per-model inputs
+    baseline_features: bool = False  # prior, nearest-dataset and source-similarity scores as per-model inputs
     residual_init: bool = False  # with baseline features: start from their sum, validate that start too
     knn_k: int = 3
     knn_temperature: float = 0.05

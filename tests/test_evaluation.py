@@ -7,7 +7,7 @@ import ml_core.ranker_evaluation as evaluation
 from ml_core.dataset_tokens import DatasetTokens
 from ml_core.evaluation_folds import leave_family_out_folds, leave_models_out_folds
 from ml_core.nearest_dataset import nearest_dataset_scores
-from ml_core.ranker_evaluation import EvaluationConfig, EvaluationData, evaluate, two_stage_scores
+from ml_core.ranker_evaluation import EvaluationConfig, EvaluationData, evaluate
 from ml_core.ranker_features import BaselineReference
 from ml_core.ranker_training import RankerTrainingConfig
 from ml_core.trainer import TrainerConfig
@@ -36,14 +36,6 @@ def test_leave_models_out_groups_are_disjoint_and_cover_the_zoo():
     assert set().union(*held) == set(models) and sum(len(h) for h in held) == len(models)
     for fold in folds:
         assert fold.test and not set(fold.test) & (set(fold.train) | set(fold.val))
-
-
-def test_two_stage_reorders_only_the_shortlist_by_logme():
-    ranker = np.array([0.9, 0.8, 0.1, 0.7, 0.0])
-    logme = np.array([1.0, 5.0, 9.0, 3.0, 8.0])
-    scores, short = two_stage_scores(ranker, logme, k=3)
-    assert sorted(short.tolist()) == [0, 1, 3]  # the ranker's top 3; models 2 and 4 never run
-    assert list(np.argsort(-scores)) == [1, 3, 0, 2, 4]  # LogME order inside, ranker order outside
 
 
 def test_nearest_dataset_follows_the_most_similar_training_dataset():

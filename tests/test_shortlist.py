@@ -52,8 +52,10 @@ def test_models_without_history_enter_only_through_the_first_stage():
     assert coverage_shortlist(no_history, 2, np.array([0.1, 0.3, 0.2])).tolist() == [1, 2]
 
 
-def test_rerank_puts_the_shortlist_on_top_in_second_stage_order():
-    first = np.array([0.9, 0.8, 0.1, 0.7, 0.0])
-    second = np.array([1.0, 5.0, 9.0, 3.0, 8.0])  # read only for the shortlisted models
-    scores = rerank_shortlist(first, second, np.array([0, 1, 3]))
-    assert list(np.argsort(-scores)) == [1, 3, 0, 2, 4]
+def test_two_stage_reorders_only_the_rankers_top_k_by_logme():
+    ranker = np.array([0.9, 0.8, 0.1, 0.7, 0.0])
+    logme = np.array([1.0, 5.0, 9.0, 3.0, 8.0])  # read only for the shortlisted models
+    short = top_k(ranker, 3)
+    assert sorted(short.tolist()) == [0, 1, 3]  # models 2 and 4 never run
+    scores = rerank_shortlist(ranker, logme, short)
+    assert list(np.argsort(-scores)) == [1, 3, 0, 2, 4]  # LogME order inside, the ranker's outside
