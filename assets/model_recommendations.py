@@ -29,9 +29,10 @@ from assets.ranking_transformer import load_ranker
 from ml_core.baselines import data_free_prior
 from ml_core.metrics import ranking_report
 from ml_core.recommend import recommendation_table
+from ml_core.shortlist import default_shortlist_size, two_stage_shortlist
 from resources.artifact_store import ArtifactStore
 
-CODE_VERSION = "3"  # 2: scores with model names (baseline features); 3: and source samples
+CODE_VERSION = "4"  # 2: scores with model names (baseline features); 3: and source samples; 4: shortlist
 RECOMMENDATIONS_FILE = "recommendations.parquet"
 
 
@@ -45,6 +46,7 @@ REFRESH_WHEN_INPUTS_CHANGE = AutomationCondition.eager().replace(
 
 class RecommendationConfig(Config):
     top_k_shown: int = 10
+    shortlist_size: int = 0  # models marked for a two-stage LogME run; 0: a third of the zoo
 
 
 @asset(
@@ -97,13 +99,16 @@ def model_recommendations(
             if dataset_key in accuracy_by_dataset.index
             else None
         )
-        table = recommendation_table(model_keys, scores, prior_scores=prior, accuracy=accuracy)
+        k = config.shortlist_size or default_shortlist_size(len(model_keys))
+        short = two_stage_shortlist(scores, ranker.history(model_keys), k)
+        table = recommendation_table(model_keys, scores, prior_scores=prior, accuracy=accuracy, shortlist=short)
         with (directory / RECOMMENDATIONS_FILE).open("wb") as handle:
             table.to_parquet(handle, index=False)
         summary: dict = {
             "n_models": len(model_keys),
             "split": splits.get(dataset_key, "unlabelled"),
             "top_models": table["model"].head(config.top_k_shown).tolist(),
+            "shortlist": [model_keys[i] for i in short],
         }
         if accuracy is not None and np.sum(~np.isnan(accuracy)) >= 2:
             summary["ranker"] = ranking_report(accuracy, scores)
@@ -130,6 +135,7 @@ def model_recommendations(
         "dataset_split": s["split"],
         "n_models": s["n_models"],
         "recommended": s["top_models"][0] if s["top_models"] else "",
+        "two_stage_shortlist": MetadataValue.json(s["shortlist"]),
         "recommendations": MetadataValue.md(table.head(config.top_k_shown).round(4).to_markdown(index=False)),
     }
     for method in ("ranker", "prior"):

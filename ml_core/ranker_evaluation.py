@@ -56,7 +56,7 @@ from ml_core.nearest_dataset import dataset_descriptor, nearest_dataset_scores, 
 from ml_core.ranker_features import zscore
 from ml_core.ranker_training import RankerTrainingConfig, train_ranker
 from ml_core.ranking_data import RankingCorpus
-from ml_core.shortlist import coverage_shortlist, rerank_shortlist, top_k
+from ml_core.shortlist import coverage_shortlist, rerank_shortlist, top_k, two_stage_shortlist
 from ml_core.source_similarity import source_similarity_scores
 
 logger = logging.getLogger(__name__)
@@ -208,12 +208,9 @@ def evaluate_fold(
             k = config.two_stage_k or max(1, len(eval_idx) // 3)
             history = train_acc[:, eval_idx]
 
-            def add_two_stage(method: str, shortlister: np.ndarray, n_first: int | None = None) -> None:
-                """``n_first=None``: the shortlister's top k; else a coverage shortlist after its top n_first."""
-                if n_first is None:
-                    short = top_k(shortlister, k)
-                else:
-                    short = coverage_shortlist(history, k, shortlister, n_first=n_first)
+            def add_two_stage(method: str, shortlister: np.ndarray, short: np.ndarray | None = None) -> None:
+                """LogME re-ranks ``short`` (default: the shortlister's top k) above the others."""
+                short = top_k(shortlister, k) if short is None else short
                 two = rerank_shortlist(shortlister, data.logme[r, eval_idx], short)
                 rows.append({**base, "method": method, **_report(acc, two), "forward_passes": len(short),
                              "seconds": float(np.nansum(fwd[[eval_idx[i] for i in short]]))})
@@ -221,7 +218,8 @@ def evaluate_fold(
             if data.logme is not None and not held:  # new models have no history to shortlist them by
                 add_two_stage("two_stage_prior", prior_all[eval_idx])
                 add_two_stage("two_stage_nearest", nearest[eval_idx])
-                add_two_stage("two_stage_coverage", prior_all[eval_idx], n_first=0)  # the prior breaks ties
+                add_two_stage("two_stage_coverage", prior_all[eval_idx],  # pure coverage; the prior breaks ties
+                              coverage_shortlist(history, k, prior_all[eval_idx]))
             members, ensemble_seconds = [], 0.0
 
             def add_ranker(name: str, scores: np.ndarray, seconds: float) -> None:
@@ -229,7 +227,8 @@ def evaluate_fold(
                 if data.logme is not None:
                     add_two_stage(f"two_stage:{name}", scores[eval_idx])
                     if not held:
-                        add_two_stage(f"two_stage_coverage:{name}", scores[eval_idx], n_first=k // 2)
+                        add_two_stage(f"two_stage_coverage:{name}", scores[eval_idx],  # as the product does
+                                      two_stage_shortlist(scores[eval_idx], history, k))
 
             for name, (artifact, _train_seconds) in rankers.items():
                 start = time.perf_counter()

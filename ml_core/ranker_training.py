@@ -167,6 +167,18 @@ class RankerArtifact:
             )
         return scores[0].numpy().astype(np.float64)
 
+    def history(self, model_names: Sequence[str]) -> np.ndarray | None:
+        """The training datasets' accuracies ``(T, len(model_names))`` (NaN for a model without a
+        result there, e.g. one added after training), or None if this ranker keeps no reference."""
+        if self.reference is None:
+            return None
+        index = {m: j for j, m in enumerate(self.reference.model_names)}
+        out = np.full((len(self.reference.dataset_names), len(model_names)), np.nan)
+        for i, name in enumerate(model_names):
+            if name in index:
+                out[:, i] = self.reference.accuracy[:, index[name]]
+        return out
+
     def save(self, directory: Any) -> None:
         directory = as_upath(directory)
         directory.mkdir(parents=True, exist_ok=True)

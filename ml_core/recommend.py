@@ -14,15 +14,19 @@ def recommendation_table(
     *,
     prior_scores: np.ndarray | None = None,
     accuracy: np.ndarray | None = None,
+    shortlist: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row per model, best first: ``rank`` (0 = best), ``model``, ``score`` (higher = better).
 
-    Optional columns: ``prior_score`` (the data-free prior, for comparison), ``accuracy`` and
+    Optional columns: ``shortlist`` (True for the models a two-stage run should pass through LogME,
+    given as their indices), ``prior_score`` (the data-free prior, for comparison), ``accuracy`` and
     ``true_rank`` when the dataset's results are known.
     """
     scores = np.asarray(scores, dtype=np.float64)
     frame = pd.DataFrame({"model": model_names, "score": scores})
     frame.insert(0, "rank", ranks_from_scores(scores))
+    if shortlist is not None:
+        frame["shortlist"] = np.isin(np.arange(len(scores)), np.asarray(shortlist, dtype=int))
     if prior_scores is not None:
         frame["prior_score"] = np.asarray(prior_scores, dtype=np.float64)
     if accuracy is not None:

@@ -11,7 +11,8 @@ stage re-orders it anyway. Two policies:
   somewhere instead of spending them on near-copies of one favourite. Models without any past
   result cannot be covered and enter only through the first stage's picks.
 
-:func:`rerank_shortlist` turns a shortlist and the second-stage scores into one score per model.
+:func:`rerank_shortlist` turns a shortlist and the second-stage scores into one score per model;
+:func:`two_stage_shortlist` is the policy the product uses (``model_recommendations``).
 """
 
 from __future__ import annotations
@@ -87,3 +88,16 @@ def rerank_shortlist(first_stage: np.ndarray, second_stage: np.ndarray, short: n
         rank_in_short = np.argsort(np.argsort(-inner, kind="stable"), kind="stable")
         scores[short] = 1.0 + (len(short) - rank_in_short)
     return scores
+
+
+def default_shortlist_size(n_models: int) -> int:
+    """A third of the zoo (at least one model): the two-stage mode's budget of forward passes."""
+    return max(1, n_models // 3)
+
+
+def two_stage_shortlist(scores: np.ndarray, history: np.ndarray | None, k: int) -> np.ndarray:
+    """The models a two-stage run should pass through LogME: the ranker's top ``k // 2``, then the
+    coverage of the past results ``history (T, N)`` (NaN = unknown); top ``k`` without a history."""
+    if history is None or not np.any(~np.isnan(history)):
+        return top_k(scores, k)
+    return coverage_shortlist(history, k, scores, n_first=k // 2)

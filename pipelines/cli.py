@@ -71,6 +71,9 @@ def print_recommendations(store: ArtifactStore, dataset_keys: list[str], top: in
         for row in shown.itertuples():
             acc = f"  measured accuracy {row.accuracy:.3f}" if "accuracy" in table and row.accuracy == row.accuracy else ""
             click.echo(f"  #{row.rank + 1} {row.model:32s} score {row.score:+.3f}{acc}")
+        if "shortlist" in table:
+            short = table.loc[table["shortlist"], "model"].tolist()
+            click.echo(f"  two-stage shortlist ({len(short)} of {len(table)} for LogME): {', '.join(short)}")
         if "accuracy" in table and table["accuracy"].notna().any():
             best = table.loc[table["accuracy"].idxmax()]
             click.echo(f"  measured best: {best['model']} ({best['accuracy']:.3f})")

@@ -70,6 +70,9 @@ def test_recommendations_rank_the_whole_zoo(pipeline_run):
         measured = json.loads(world.table_path.read_text())[dataset]
         truth = {r["model_name"]: r["accuracy"] for r in measured}
         assert np.allclose(table.set_index("model")["accuracy"].loc[list(truth)], list(truth.values()))
+        # the two-stage shortlist: a third of the zoo, led by the ranker's own top picks
+        k = max(1, len(world.model_names) // 3)
+        assert table["shortlist"].sum() == k and table["shortlist"].iloc[: k // 2].all()
 
 
 def test_second_run_is_all_cache_hits_with_same_versions(pipeline_run):

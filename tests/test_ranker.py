@@ -175,6 +175,10 @@ def test_cross_attention_ranker_with_baseline_features_round_trips(tmp_path):
     np.testing.assert_allclose(loaded.score(tokens, corpus.model_tokens, corpus.model_names), expected, atol=1e-6)
     with pytest.raises(ValueError, match="model_names"):
         loaded.score(tokens, corpus.model_tokens)
+    history = loaded.history(["m1", "new", "m0"])  # the training results, aligned; a new model: unknown
+    train_rows = [corpus.dataset_names.index(d) for d in corpus.datasets_in(("train",))]
+    np.testing.assert_allclose(history[:, [0, 2]], corpus.accuracy[np.ix_(train_rows, [1, 0])])
+    assert np.isnan(history[:, 1]).all()
 
 
 def test_residual_init_starts_as_the_sum_of_the_baseline_features():

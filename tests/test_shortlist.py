@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from ml_core.shortlist import coverage_shortlist, history_regret, rerank_shortlist, top_k
+from ml_core.shortlist import (
+    coverage_shortlist,
+    default_shortlist_size,
+    history_regret,
+    rerank_shortlist,
+    top_k,
+    two_stage_shortlist,
+)
 
 # Three past datasets, four models: m0 is a solid all-rounder (never the best), m1 wins dataset 0,
 # m2 wins datasets 1 and 2, m3 is never good.
@@ -59,3 +66,12 @@ def test_two_stage_reorders_only_the_rankers_top_k_by_logme():
     assert sorted(short.tolist()) == [0, 1, 3]  # models 2 and 4 never run
     scores = rerank_shortlist(ranker, logme, short)
     assert list(np.argsort(-scores)) == [1, 3, 0, 2, 4]  # LogME order inside, the ranker's outside
+
+
+def test_the_products_shortlist_is_the_rankers_top_half_then_coverage_or_top_k_without_history():
+    scores = np.array([0.0, 0.1, 0.2, 0.9])  # the ranker's favourite is m3
+    short = two_stage_shortlist(scores, HISTORY, 3)
+    assert short[0] == 3 and sorted(short[1:].tolist()) == [1, 2]
+    assert two_stage_shortlist(scores, None, 3).tolist() == [3, 2, 1]
+    assert two_stage_shortlist(scores, np.full((2, 4), np.nan), 2).tolist() == [3, 2]
+    assert [default_shortlist_size(n) for n in (1, 2, 25)] == [1, 1, 8]
