@@ -5,6 +5,10 @@ images like those it was trained on. They are encoded by the same image encoder 
 tokens, so a target dataset can be compared with what each model has seen
 (:mod:`ml_core.source_similarity`). A model without a sample gets an empty artifact that says so:
 every model has a partition here, and its similarity is neutral downstream.
+
+The artifact is keyed by the sample's content, not by the model: every model whose card names the
+same images (a zoo of fine-tunes of one ImageNet backbone, the demo's four architectures per source
+task) points at one artifact, encoded once.
 """
 
 import hashlib
@@ -21,12 +25,13 @@ from ml_core.image_encoder import load_image_encoder
 from ml_core.image_folder import scan_image_folder
 from ml_core.nearest_dataset import dataset_descriptor
 from ml_core.source_similarity import stack_source_descriptors
+from ml_core.storage import hash_parts
 from resources.artifact_store import ArtifactStore
 from resources.compute import ComputeDevice
 from resources.image_encoder import ImageEncoderResource
 from resources.model_zoo import ModelZoo, ZooError
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: one artifact per sample content, shared by the models naming it
 TOKENS_DIR = "tokens.zarr"
 NO_SAMPLE = "no source sample"
 
@@ -62,16 +67,14 @@ def model_source_tokens(
 
     def build(directory: UPath) -> tuple[str, dict]:
         if folder is None:
-            (directory / "none.txt").write_text(f"{entry.name}: its card names no source_images\n")
-            return hashlib.sha256(NO_SAMPLE.encode()).hexdigest(), {"has_source": False, "model": entry.name}
+            (directory / "none.txt").write_text("the model's card names no source_images\n")
+            return hashlib.sha256(NO_SAMPLE.encode()).hexdigest(), {"has_source": False}
         index = scan_image_folder(folder)
         writer = TokenWriterConfig(max_rows=config.max_rows, batch_size=config.batch_size, seed=config.seed,
                                    dtype="float32", min_classes=1)
         summary = write_dataset_tokens(index, load_image_encoder(spec), directory / TOKENS_DIR, writer)
         return summary.content_hash, {
             "has_source": True,
-            "model": entry.name,
-            "folder": folder.name,
             "n_valid": summary.n_valid,
             "n_classes": summary.n_classes,
             "n_skipped": summary.n_skipped,
@@ -80,10 +83,12 @@ def model_source_tokens(
     inputs = {"encoder": encoder_spec_fingerprint(spec)}
     if folder is not None:
         inputs["images"] = image_folder_fingerprint(folder)
+    # one artifact per sample content (and encoder, config), shared by every model that names it
+    shared = "no-sample" if folder is None else "sample-" + hash_parts(sorted(inputs.items()), config.model_dump())[:16]
     result = materialize_cached(
         store,
         asset="model_source_tokens",
-        partition=context.partition_key,
+        partition=shared,
         code_version=CODE_VERSION,
         config=config.model_dump(),
         inputs=inputs,
@@ -91,9 +96,9 @@ def model_source_tokens(
         log=context.log,
     )
     s = result.summary
-    metadata = {**result.base_metadata(), "has_source_sample": s["has_source"]}
+    metadata = {**result.base_metadata(), "has_source_sample": s["has_source"], "shared_artifact": shared}
     if s["has_source"]:
-        metadata |= {"source_folder": s["folder"], "n_images": s["n_valid"], "n_classes": s["n_classes"],
+        metadata |= {"source_folder": folder.name, "n_images": s["n_valid"], "n_classes": s["n_classes"],
                      "n_skipped_images": s["n_skipped"]}
     else:
         context.log.info(f"{entry.name}: no source_images in its card; its source similarity will be neutral")

@@ -50,7 +50,9 @@ def test_every_asset_and_partition_materializes(pipeline_run):
         "transferability_scores": n_datasets,
         "ranker_evaluation": 1,
     }
-    assert not any(r.cache_hit for r in first)
+    assert not any(r.cache_hit for r in first if r.asset != "model_source_tokens")
+    # the fixture's cards name no sample: one shared empty artifact, built once, found by the others
+    assert sum(not r.cache_hit for r in first if r.asset == "model_source_tokens") == 1
     for asset in ASSETS:
         assert instance.get_latest_materialization_event(AssetKey(asset)) is not None
     # each partitioned asset is materialized for every registered partition
