@@ -80,9 +80,9 @@ def model_source_tokens(
             "n_skipped": summary.n_skipped,
         }
 
-    inputs = {"encoder": encoder_spec_fingerprint(spec)}
+    inputs = {}  # no sample: nothing to encode, so not even the encoder's weights need hashing
     if folder is not None:
-        inputs["images"] = image_folder_fingerprint(folder)
+        inputs = {"encoder": encoder_spec_fingerprint(spec), "images": image_folder_fingerprint(folder)}
     # one artifact per sample content (and encoder, config), shared by every model that names it
     shared = "no-sample" if folder is None else "sample-" + hash_parts(sorted(inputs.items()), config.model_dump())[:16]
     result = materialize_cached(
