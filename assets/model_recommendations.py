@@ -32,7 +32,8 @@ from ml_core.recommend import recommendation_table
 from ml_core.shortlist import default_shortlist_size, two_stage_shortlist
 from resources.artifact_store import ArtifactStore
 
-CODE_VERSION = "4"  # 2: scores with model names (baseline features); 3: and source samples; 4: shortlist
+CODE_VERSION = "5"  # 2: scores with model names (baseline features); 3: and source samples; 4: shortlist;
+# 5: coverage ties broken by the ranker whatever the float rounding
 RECOMMENDATIONS_FILE = "recommendations.parquet"
 
 

@@ -43,8 +43,9 @@ from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
 
 # 2: two-stage rows with the prior's and nearest-dataset's shortlists; 3: variant ensemble; 4: source
-# similarity (baseline and ranker input), coverage shortlists, the oracle-neighbour ceiling, a linear variant
-CODE_VERSION = "4"
+# similarity (baseline and ranker input), coverage shortlists, the oracle-neighbour ceiling, a linear variant;
+# 5: coverage ties broken by the first stage whatever the float rounding
+CODE_VERSION = "5"
 ROWS_FILE = "evaluation_rows.parquet"
 SUMMARY_FILE = "evaluation_summary.json"
 PLOT_FILE = "evaluation.png"

@@ -47,7 +47,7 @@ def coverage_shortlist(
     """A ``k``-model portfolio (indices, in the order chosen) from ``history (T, N)`` accuracies.
 
     The first ``n_first`` slots go to the top of ``first_stage (N,)``; the rest are filled greedily
-    by the largest drop in :func:`history_regret`, ties broken by ``first_stage`` (then by index).
+    by the largest drop in :func:`history_regret`, ties broken by ``first_stage``.
     Datasets (rows) with fewer than two known results are ignored. With no usable history, or once
     nothing more can be covered, the remaining slots follow ``first_stage``.
     """
@@ -60,16 +60,23 @@ def coverage_shortlist(
     usable = history[rows]
     covered = ~np.all(np.isnan(usable), axis=0) if len(usable) else np.zeros(n, dtype=bool)
     tie_order = np.argsort(np.argsort(-first, kind="stable"), kind="stable")  # 0 = best first-stage score
+    known = np.where(np.isnan(usable), -np.inf, usable)  # (T', N): unknown never covers a dataset
+    got = np.nanmin(usable, axis=1) if len(usable) else np.zeros(0)  # best so far per dataset; none: the worst
+    for j in chosen:
+        got = np.maximum(got, known[:, j])
     while len(chosen) < k:
-        candidates = [j for j in range(n) if j not in chosen and covered[j]]
-        if not candidates:
+        open_ = covered.copy()
+        open_[chosen] = False
+        if not open_.any():
             break
-        current = history_regret(usable, np.array(chosen, dtype=int))
-        gains = [(current - history_regret(usable, np.array([*chosen, j])), -tie_order[j], j) for j in candidates]
-        best_gain, _, best = max(gains)
-        if best_gain <= 0 and chosen:
+        # drop in the mean history regret for each candidate at once: O(T x N) a step, fine for 1,000 models
+        gains = np.where(open_, (np.maximum(known, got[:, None]) - got[:, None]).mean(axis=0), -np.inf)
+        gains = np.round(gains, 12)  # equal gains are ties whatever the float rounding; the first stage decides
+        best = int(max(np.flatnonzero(open_), key=lambda j: (gains[j], -tie_order[j])))
+        if gains[best] <= 0 and chosen:
             break  # nothing left that the history says could be the best
         chosen.append(best)
+        got = np.maximum(got, known[:, best])
     for j in top_k(first, n):  # fill any remaining slots by the first stage
         if len(chosen) >= k:
             break

@@ -75,3 +75,13 @@ def test_the_products_shortlist_is_the_rankers_top_half_then_coverage_or_top_k_w
     assert two_stage_shortlist(scores, None, 3).tolist() == [3, 2, 1]
     assert two_stage_shortlist(scores, np.full((2, 4), np.nan), 2).tolist() == [3, 2]
     assert [default_shortlist_size(n) for n in (1, 2, 25)] == [1, 1, 8]
+
+
+def test_equal_gains_are_broken_by_the_first_stage_not_by_float_rounding():
+    # each model lifts one dataset by 0.2 over its worst: 0.3 - 0.1 and 0.4 - 0.2 differ in floating point
+    history = np.array([[0.1, 0.3, 0.1], [0.2, 0.2, 0.4], [0.3, 0.1, 0.1]])
+    assert 0.3 - 0.1 != 0.4 - 0.2
+    for preferred in (0, 1, 2):
+        first = np.zeros(3)
+        first[preferred] = 1.0
+        assert coverage_shortlist(history, 1, first).tolist() == [preferred]
