@@ -19,12 +19,27 @@ def one_torch_thread():
     torch.set_num_threads(previous)
 
 
+def _clear_dagster_state_storage() -> None:
+    """Collect garbage first, then clear Dagster's "current definitions-state storage".
+
+    Dagster keeps that storage in a context variable, entered by an instance's context manager; a
+    context left open by an earlier module (its generators not yet collected) resets the variable
+    when the garbage collector finally closes it, to the storage of an instance disposed since:
+    the next materialization then fails with "undefined DagsterInstance weakref". Seen once in a
+    full run, in the middle of test_pipeline, after test_operations. Collecting first makes those
+    resets happen here, and the variable is then set to None (not reset to a stale earlier value).
+    """
+    import gc
+
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    gc.collect()
+    _current_storage.set(None)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _fresh_dagster_state_storage():
-    """Dagster keeps "the current" definitions-state storage in a context variable that an
-    instance used by an earlier test module (and gone since) can leave behind; every module
-    starts with none, as a fresh process would."""
-    from dagster._core.storage.defs_state.base import set_defs_state_storage
-
-    with set_defs_state_storage(None):
-        yield
+    """Every module starts, and leaves, with no definitions-state storage, as a fresh process would."""
+    _clear_dagster_state_storage()
+    yield
+    _clear_dagster_state_storage()
