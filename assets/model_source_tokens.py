@@ -114,10 +114,20 @@ def load_source_tokens(ref: ArtifactRef, store: ArtifactStore) -> DatasetTokens 
 def load_source_descriptors(
     refs: dict[str, ArtifactRef], store: ArtifactStore, models: list[str]
 ) -> np.ndarray | None:
-    """``(N, D)`` source descriptors of ``models`` (NaN rows: no sample; None if no model has one)."""
+    """``(N, D)`` source descriptors of ``models`` (NaN rows: no sample; None if no model has one).
+
+    Models sharing a sample share its artifact: each artifact is read once."""
+    by_artifact: dict[tuple[str | None, str], np.ndarray | None] = {}
     descriptors = []
     for model in models:
-        tokens = load_source_tokens(refs[model], store) if model in refs else None
-        descriptors.append(dataset_descriptor(tokens) if tokens is not None else None)
+        ref = refs.get(model)
+        if ref is None:
+            descriptors.append(None)
+            continue
+        key = (ref.partition, ref.cache_key)
+        if key not in by_artifact:
+            tokens = load_source_tokens(ref, store)
+            by_artifact[key] = dataset_descriptor(tokens) if tokens is not None else None
+        descriptors.append(by_artifact[key])
     known = [d for d in descriptors if d is not None]
     return stack_source_descriptors(descriptors, len(known[0])) if known else None

@@ -187,15 +187,15 @@ def evaluate_fold(
             add("random", random_scores(len(all_models), seed), 0, 0.0)
             add("prior", prior_all, 0, 0.0)
             start = time.perf_counter()
+            descriptor = dataset_descriptor(data.dataset_tokens[dataset])  # the dataset's mean feature, once
             nearest, _ = nearest_dataset_scores(
-                dataset_descriptor(data.dataset_tokens[dataset]), train_desc, train_acc,
+                descriptor, train_desc, train_acc,
                 k=config.knn_k, temperature=config.knn_temperature,
             )
             add("nearest", nearest, 0, time.perf_counter() - start)
             if data.model_sources is not None:
                 start = time.perf_counter()
-                similarity = source_similarity_scores(dataset_descriptor(data.dataset_tokens[dataset]),
-                                                      data.model_sources)
+                similarity = source_similarity_scores(descriptor, data.model_sources)
                 add("source_similarity", similarity, 0, time.perf_counter() - start)
             fwd = data.forward_seconds[r] if data.forward_seconds is not None else np.zeros(len(all_models))
             if data.logme is not None:
