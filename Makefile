@@ -1,6 +1,6 @@
 # One entry point. `make demo` runs the main job on the built-in world; `make test` runs the tests.
 # Both create the virtual environment and install the project on first use (and again whenever
-# pyproject.toml changes).
+# pyproject.toml or constraints.txt changes), with the exact versions of constraints.txt.
 
 PYTHON ?= python3
 VENV := .venv
@@ -14,9 +14,9 @@ UI_PORT ?= 3000
 
 .PHONY: install demo test ui validate clean-work
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
