@@ -44,8 +44,9 @@ from resources.dataset_catalog import DatasetCatalog
 
 # 2: two-stage rows with the prior's and nearest-dataset's shortlists; 3: variant ensemble; 4: source
 # similarity (baseline and ranker input), coverage shortlists, the oracle-neighbour ceiling, a linear variant;
-# 5: coverage ties broken by the first stage whatever the float rounding
-CODE_VERSION = "5"
+# 5: coverage ties broken by the first stage whatever the float rounding; 6: nearest-dataset by source
+# profile (a baseline row)
+CODE_VERSION = "6"
 ROWS_FILE = "evaluation_rows.parquet"
 SUMMARY_FILE = "evaluation_summary.json"
 PLOT_FILE = "evaluation.png"
@@ -199,7 +200,8 @@ def evaluation_plot(result: EvaluationResult, path: UPath) -> None:
     import matplotlib.pyplot as plt
 
     summary = result.summary("test")
-    methods = ["random", "prior", "nearest", "source_similarity", "h_score", "logme", "ranker", "two_stage",
+    methods = ["random", "prior", "nearest", "nearest_source_profile", "source_similarity", "h_score", "logme",
+               "ranker", "two_stage",
                "oracle_nearest"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
     for ax, protocol in zip(axes, ("family", "models"), strict=True):
@@ -317,7 +319,8 @@ def ranker_evaluation(
         "plot": png_markdown(directory / PLOT_FILE, "ranker evaluation"),
     }
     for row in summary.itertuples():
-        if row.method in ("ranker", "prior", "nearest", "source_similarity", "logme", "two_stage", "oracle_nearest"):
+        if row.method in ("ranker", "prior", "nearest", "nearest_source_profile", "source_similarity", "logme",
+                          "two_stage", "oracle_nearest"):
             metadata[f"{row.protocol}_{row.method}_wtau"] = float(row.weighted_tau_truth_mean)
             metadata[f"{row.protocol}_{row.method}_regret"] = float(row.top1_regret_mean)
     yield Output(result.ref, data_version=result.data_version, metadata=metadata)

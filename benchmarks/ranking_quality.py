@@ -25,7 +25,14 @@ from assets.ranker_evaluation import (
     tokens_without_factory,
 )
 from ml_core.evaluation_folds import leave_family_out_folds, leave_models_out_folds
-from ml_core.ranker_evaluation import EvaluationConfig, evaluate, paired_differences, summary_markdown
+from ml_core.ranker_evaluation import (
+    EvaluationConfig,
+    EvaluationData,
+    evaluate,
+    paired_differences,
+    summary_markdown,
+    validation_score,
+)
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
 from resources.settings import default_artifact_root, default_datasets_dir
@@ -36,6 +43,15 @@ def refs(store: ArtifactStore, asset: str) -> dict:
     if not folder.exists():
         return {}
     return {p.stem: current_ref(store, asset, p.stem) for p in folder.iterdir() if p.suffix == ".json"}
+
+
+def store_evaluation_data(store: ArtifactStore, catalog: DatasetCatalog) -> EvaluationData:
+    """The evaluation's inputs, from the current materializations of a store (``make demo``)."""
+    return load_evaluation_data(
+        store, catalog, refs(store, "model_embeddings"), refs(store, "dataset_tokens"),
+        current_ref(store, "ground_truth_ranks", None), refs(store, "transferability_scores"),
+        refs(store, "model_source_tokens"),
+    )
 
 
 def commit() -> str:
@@ -58,11 +74,7 @@ def main() -> None:
     store = ArtifactStore(root=args.store)
     catalog = DatasetCatalog(root=args.datasets)
     start = time.perf_counter()
-    data = load_evaluation_data(
-        store, catalog, refs(store, "model_embeddings"), refs(store, "dataset_tokens"),
-        current_ref(store, "ground_truth_ranks", None), refs(store, "transferability_scores"),
-        refs(store, "model_source_tokens"),
-    )
+    data = store_evaluation_data(store, catalog)
     autoencoder = current_ref(store, "autoencoder", None)
     ae_manifest = store.lookup("autoencoder", None, autoencoder.cache_key) or {}
     tokens_without = tokens_without_factory(store, refs(store, "model_parameters"), ae_manifest, data.model_names)
@@ -84,7 +96,10 @@ def main() -> None:
     print("validation weighted tau per variant (mean of leave-family-out and leave-models-out; chooses the "
           "reported 'ranker'):")
     for name, value in sorted(result.variant_validation.items(), key=lambda kv: -kv[1]):
-        print(f"  {name:40s} {value:+.3f}{'   <- selected' if name == result.selected_variant else ''}")
+        per_protocol = "  ".join(f"{p} {validation_score(result.rows, f'ranker:{name}', p):+.3f}"
+                                 for p in ("family", "models"))
+        mark = "   <- selected" if name == result.selected_variant else ""
+        print(f"  {name:40s} {value:+.3f}  ({per_protocol}){mark}")
     print("validation weighted tau per shortlist policy of the selected variant (chooses the reported 'two_stage'):")
     for name, value in result.shortlist_validation.items():
         print(f"  {name:56s} {value:+.3f}{'   <- selected' if name == result.selected_shortlist else ''}")

@@ -9,6 +9,8 @@ leave-models-out) and is scored against the measured accuracies:
 * ``nearest`` -- nearest-dataset scores from the fold's training datasets (dataset tokens only);
 * ``source_similarity`` -- how much the dataset looks like each model's sample of pre-training
   images (:mod:`ml_core.source_similarity`; no past results, no forward pass);
+* ``nearest_source_profile`` -- nearest-dataset with datasets compared by their source profiles
+  (similarity to each pre-training sample, :func:`ml_core.source_similarity.source_profiles`);
 * ``logme`` / ``h_score`` -- forward-pass baselines: every evaluation model run on the target;
 * ``ranker:<variant>`` -- each learned variant, trained on the fold's training datasets (and,
   for leave-models-out, on the seen models only, with model tokens from an autoencoder that
@@ -57,7 +59,7 @@ from ml_core.ranker_features import zscore
 from ml_core.ranker_training import RankerTrainingConfig, train_ranker
 from ml_core.ranking_data import RankingCorpus
 from ml_core.shortlist import coverage_shortlist, rerank_shortlist, top_k, two_stage_shortlist
-from ml_core.source_similarity import source_similarity_scores
+from ml_core.source_similarity import nearest_by_profile, source_similarity_scores
 
 logger = logging.getLogger(__name__)
 
@@ -197,6 +199,10 @@ def evaluate_fold(
                 start = time.perf_counter()
                 similarity = source_similarity_scores(descriptor, data.model_sources)
                 add("source_similarity", similarity, 0, time.perf_counter() - start)
+                start = time.perf_counter()
+                by_profile = nearest_by_profile(descriptor, train_desc, train_acc, data.model_sources)
+                if by_profile is not None:
+                    add("nearest_source_profile", by_profile, 0, time.perf_counter() - start)
             fwd = data.forward_seconds[r] if data.forward_seconds is not None else np.zeros(len(all_models))
             if data.logme is not None:
                 add("logme", data.logme[r], len(eval_idx), float(np.nansum(fwd[eval_idx])))

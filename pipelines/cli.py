@@ -146,7 +146,8 @@ def print_evaluation(store: ArtifactStore) -> None:
         click.echo(f"\nheld-out evaluation skipped: {saved['skipped']}")
         return
     summary = pd.DataFrame(saved["summary"])
-    methods = ["random", "prior", "nearest", "source_similarity", "h_score", "logme", "ranker", "two_stage",
+    methods = ["random", "prior", "nearest", "nearest_source_profile", "source_similarity", "h_score", "logme",
+               "ranker", "two_stage",
                "two_stage_coverage", "oracle_nearest"]
     click.echo(f"\nheld-out evaluation (ranker_evaluation; reported ranker variant chosen on validation: "
                f"{saved['selected_variant']}; two_stage = {saved.get('selected_shortlist') or 'its top k'}); "

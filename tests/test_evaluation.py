@@ -5,7 +5,12 @@ import pytest
 
 import ml_core.ranker_evaluation as evaluation
 from ml_core.dataset_tokens import DatasetTokens
-from ml_core.evaluation_folds import leave_family_out_folds, leave_models_out_folds
+from ml_core.evaluation_folds import (
+    leave_dataset_out_folds,
+    leave_family_out_folds,
+    leave_models_out_folds,
+    subsample_training_families,
+)
 from ml_core.nearest_dataset import nearest_dataset_scores
 from ml_core.ranker_evaluation import EvaluationConfig, EvaluationData, evaluate
 from ml_core.ranker_features import BaselineReference
@@ -36,6 +41,37 @@ def test_leave_models_out_groups_are_disjoint_and_cover_the_zoo():
     assert set().union(*held) == set(models) and sum(len(h) for h in held) == len(models)
     for fold in folds:
         assert fold.test and not set(fold.test) & (set(fold.train) | set(fold.val))
+
+
+MANY = {**FAMILIES, "f1": "f", "f2": "f", "g1": "g", "h1": "h"}
+
+
+def test_a_smaller_history_keeps_whole_training_families_and_the_held_out_data():
+    fold = next(f for f in leave_family_out_folds(list(MANY), MANY, val_families=1, seed=0) if f.name == "family:b")
+    n_families = len({MANY[d] for d in fold.train})
+    for size in range(1, n_families):
+        small = subsample_training_families(fold, MANY, size, seed=4)
+        kept = {MANY[d] for d in small.train}
+        assert len(kept) == size and kept <= {MANY[d] for d in fold.train}
+        assert set(small.train) == {d for d in fold.train if MANY[d] in kept}  # families are never split
+        assert (small.val, small.test, small.kind) == (fold.val, fold.test, fold.kind)
+        assert small == subsample_training_families(fold, MANY, size, seed=4)  # seeded
+    subsets = {subsample_training_families(fold, MANY, 2, seed=s).train for s in range(8)}
+    assert len(subsets) > 1  # the seed chooses the subset
+    assert subsample_training_families(fold, MANY, n_families, seed=4) == fold
+    with pytest.raises(ValueError, match="at least 1"):
+        subsample_training_families(fold, MANY, 0)
+
+
+def test_leave_dataset_out_moves_only_the_relatives_into_training():
+    family_folds = leave_family_out_folds(list(MANY), MANY, val_families=1, seed=0)
+    folds = leave_dataset_out_folds(family_folds)
+    assert sorted(f.name for f in folds) == ["dataset:a1", "dataset:a2", "dataset:f1", "dataset:f2"]
+    for fold in folds:
+        held = fold.test[0]
+        family_fold = next(f for f in family_folds if held in f.test)
+        assert fold.kind == "dataset" and fold.test == (held,) and fold.val == family_fold.val
+        assert set(fold.train) - set(family_fold.train) == set(family_fold.test) - {held}
 
 
 def test_nearest_dataset_follows_the_most_similar_training_dataset():
@@ -100,7 +136,8 @@ def test_evaluation_never_trains_on_held_out_datasets_or_models(monkeypatch):
         assert not set(corpus.model_names) & set(fold.held_out_models)
     assert tokens_asked == [f.held_out_models for f in folds if f.kind == "models"]
     rows = result.rows
-    assert {"random", "prior", "nearest", "source_similarity", "logme", "h_score", "ranker", "two_stage",
+    assert {"random", "prior", "nearest", "source_similarity", "nearest_source_profile",
+            "logme", "h_score", "ranker", "two_stage",
             "two_stage_coverage", "two_stage_coverage:v", "oracle_nearest"} <= set(rows["method"])
     # the ceiling and the coverage shortlists need a history: leave-family-out only
     for method in ("oracle_nearest", "two_stage_coverage", "two_stage_coverage:v"):

@@ -3,8 +3,16 @@
 import numpy as np
 import pytest
 
+from ml_core.nearest_dataset import nearest_dataset_scores
 from ml_core.ranker_features import BaselineReference
-from ml_core.source_similarity import source_similarity, source_similarity_scores, stack_source_descriptors
+from ml_core.source_similarity import (
+    distinct_sources,
+    nearest_by_profile,
+    source_profiles,
+    source_similarity,
+    source_similarity_scores,
+    stack_source_descriptors,
+)
 
 
 def test_the_model_whose_source_looks_like_the_target_scores_highest():
@@ -43,3 +51,30 @@ def test_the_ranker_feature_follows_the_source_and_is_neutral_without_one():
     assert features[2, 2] > features[3, 2] > features[0, 2]  # c's source is the target's kind
     assert features[3, :2].tolist() == [0.0, 0.0]  # new model: no prior, no neighbours' results
     assert reference.features(target, names)[:, 2].tolist() == [0.0] * 4  # no samples given: neutral
+
+
+def test_distinct_sources_drop_missing_samples_and_merge_shared_ones():
+    sources = np.array([[0.0, 1.0], [np.nan, np.nan], [1.0, 0.0], [0.0, 1.0]])
+    assert distinct_sources(sources).tolist() == [[0.0, 1.0], [1.0, 0.0]]
+    assert distinct_sources(np.full((2, 3), np.nan)).shape == (0, 3)
+
+
+def test_source_profiles_compare_datasets_by_the_sources_they_look_like():
+    e = np.eye(5)
+    sources = np.stack([e[0], e[1], e[2], e[1]])  # three distinct samples; models 1 and 3 share one
+    r1 = 0.3 * e[0] + e[3]  # looks like source 0, with a large nuisance direction 3
+    r2 = 0.3 * e[1] + e[4]  # looks like source 1
+    target = 0.3 * e[1] + e[3]  # source 1 like r2, nuisance like r1
+    accuracy = np.array([[0.9, 0.2, 0.5, 0.2], [0.2, 0.9, 0.5, 0.9]])  # r1 favours model 0, r2 models 1 and 3
+    refs = np.stack([r1, r2]) / np.linalg.norm(np.stack([r1, r2]), axis=1, keepdims=True)
+    t = target / np.linalg.norm(target)
+    raw, _ = nearest_dataset_scores(t, refs, accuracy, k=1)
+    assert np.argmax(raw) == 0  # raw mean features: fooled by the nuisance, follows r1
+    profiles = source_profiles(refs, distinct_sources(sources))
+    assert profiles.shape == (2, 3) and np.allclose(np.linalg.norm(profiles, axis=1), 1.0)
+    by_profile = nearest_by_profile(t, refs, accuracy, sources, k=1)
+    assert by_profile[1] == by_profile[3] > by_profile[2] > by_profile[0]  # follows r2, as its source says
+    assert nearest_by_profile(t, refs, accuracy, sources[[1, 3]]) is None  # one distinct sample: no profile
+    assert nearest_by_profile(t, refs, accuracy, None) is None
+    assert source_profiles(refs, distinct_sources(sources[[0]])).tolist() == [[0.0], [0.0]]
+
