@@ -32,9 +32,10 @@ EVALUATION_FILE = "evaluation.json"
 
 
 class RankerAssetConfig(Config):
-    """Defaults: the variant ranker_evaluation's validation folds chose on the demo world (README
-    "Ranking quality"): ``linear``, a learned weighting of the baselines' scores (prior,
-    nearest-dataset, source similarity), started at their plain sum, pairwise loss. Set
+    """Defaults: ``linear``, a learned weighting of the baselines' scores (prior, nearest-dataset,
+    source similarity), started at their plain sum, pairwise loss: among the two best variants
+    of ranker_evaluation's leave-family-out validation folds on the demo world (README "Ranking
+    quality"; on new models, which have no past results, validation prefers the seed transformer). Set
     ``architecture`` to ``cross_attention`` or ``encoder_decoder`` (and ``lr`` to about 1e-3) for
     the attention rankers over dataset and model tokens."""
 
