@@ -41,10 +41,7 @@ from ml_core.history_study import (
     size_table,
 )
 from ml_core.ranker_evaluation import EvaluationConfig
-from ranking_quality import commit, store_evaluation_data
-from resources.artifact_store import ArtifactStore
-from resources.dataset_catalog import DatasetCatalog
-from resources.settings import default_artifact_root, default_datasets_dir
+from ranking_quality import add_store_arguments, commit, open_store
 
 PRODUCT_VARIANT = "linear+baselines"  # ranking_transformer's default config
 RANKER = f"ranker:{PRODUCT_VARIANT}"
@@ -55,19 +52,14 @@ SHORT = {RANKER: "ranker", "source_similarity": "source", "oracle_nearest": "ora
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", default=default_artifact_root())
-    parser.add_argument("--datasets", default=default_datasets_dir())
+    add_store_arguments(parser)
     parser.add_argument("--sizes", default="1,2,4,7",
                         help="training families kept per fold (the full history is added)")
     parser.add_argument("--repeats", type=int, default=3, help="random subsets of families per size")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="write the rows as parquet here")
     args = parser.parse_args()
 
-    store = ArtifactStore(root=args.store)
-    catalog = DatasetCatalog(root=args.datasets)
     start = time.perf_counter()
-    data = store_evaluation_data(store, catalog)
+    _, data = open_store(args)
     config = RankerEvaluationConfig(variants=json.dumps({PRODUCT_VARIANT: DEFAULT_VARIANTS[PRODUCT_VARIANT]}),
                                     seed=args.seed)
     family_folds = leave_family_out_folds(data.dataset_names, data.families, val_families=config.val_families,

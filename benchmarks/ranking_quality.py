@@ -54,6 +54,20 @@ def store_evaluation_data(store: ArtifactStore, catalog: DatasetCatalog) -> Eval
     )
 
 
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every evaluation benchmark shares: where the store and datasets are, seed, output."""
+    parser.add_argument("--store", default=default_artifact_root())
+    parser.add_argument("--datasets", default=default_datasets_dir())
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="write the rows as parquet here")
+
+
+def open_store(args: argparse.Namespace) -> tuple[ArtifactStore, EvaluationData]:
+    """The store named by :func:`add_store_arguments`'s options and the evaluation data it holds."""
+    store = ArtifactStore(root=args.store)
+    return store, store_evaluation_data(store, DatasetCatalog(root=args.datasets))
+
+
 def commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
@@ -63,18 +77,13 @@ def commit() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", default=default_artifact_root())
-    parser.add_argument("--datasets", default=default_datasets_dir())
+    add_store_arguments(parser)
     parser.add_argument("--variants", choices=["default", "sweep"], default="sweep")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models-folds", type=int, default=3)
-    parser.add_argument("--out", default=None, help="write the rows as parquet here")
     args = parser.parse_args()
 
-    store = ArtifactStore(root=args.store)
-    catalog = DatasetCatalog(root=args.datasets)
     start = time.perf_counter()
-    data = store_evaluation_data(store, catalog)
+    store, data = open_store(args)
     autoencoder = current_ref(store, "autoencoder", None)
     ae_manifest = store.lookup("autoencoder", None, autoencoder.cache_key) or {}
     tokens_without = tokens_without_factory(store, refs(store, "model_parameters"), ae_manifest, data.model_names)
