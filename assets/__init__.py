@@ -7,8 +7,8 @@ from assets.model_embeddings import model_embeddings
 from assets.model_parameters import model_parameters
 from assets.model_recommendations import model_recommendations
 from assets.model_source_tokens import model_source_tokens
-from assets.ranking_transformer import ranking_transformer
 from assets.ranker_evaluation import ranker_evaluation
+from assets.ranking_transformer import ranking_transformer
 from assets.transfer_performance import transfer_performance
 from assets.transferability_scores import transferability_scores
 

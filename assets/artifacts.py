@@ -4,15 +4,21 @@ An asset's *cache key* hashes its name, ``code_version``, resolved config and th
 of its inputs. If the store already holds a published artifact under that key, the asset does
 no work: it returns the stored reference, reports the stored content hash as its data version,
 and says ``cache_hit: true``. Otherwise it builds the artifact in a temporary directory, writes
-the manifest last and renames it into place (:func:`ml_core.storage.staged_directory`).
+the manifest last and renames it into place (:func:`ml_core.artifacts.storage.staged_directory`).
 
 Assets pass :class:`ArtifactRef` values (small JSON pointers), never the data itself; the
 :class:`ArtifactRefIOManager` stores them under ``_refs/`` in the artifact store, each written
-atomically (temporary sibling, then rename).
+atomically (temporary sibling, then rename), and gives a downstream asset each input as an
+:class:`Artifact`: the reference plus ``load()``, which reads it as its ml_core object
+(:mod:`assets.loaders`), so no asset module needs another's code.
+
+Every asset's body has one shape: its inputs' content hashes, then :func:`materialize_asset`
+(cache lookup or build, under the asset's own name, code version and partition), then
+``result.output(metadata)``.
 
 After publishing, the partition's folder is swept of staging leftovers of killed runs that have
-shown no sign of life for hours (:func:`ml_core.storage.collect_stale_temporaries`). Paths in
-metadata, manifests and logs go through :func:`ml_core.storage.redact_url`, so credentials in an
+shown no sign of life for hours (:func:`ml_core.artifacts.storage.collect_stale_temporaries`). Paths in
+metadata, manifests and logs go through :func:`ml_core.artifacts.storage.redact_url`, so credentials in an
 artifact-root URL are never written out.
 """
 
@@ -22,21 +28,29 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from dagster import (
+    AllPartitionMapping,
+    AssetExecutionContext,
+    AssetIn,
+    BetaWarning,
     ConfigurableIOManager,
     DataVersion,
     InputContext,
     MetadataValue,
+    Output,
     OutputContext,
 )
 from upath import UPath
 
-from ml_core.storage import (
+from assets.loaders import load_artifact
+from ml_core.artifacts import (
     collect_stale_temporaries,
     hash_parts,
     read_json,
@@ -45,6 +59,8 @@ from ml_core.storage import (
     write_json,
     write_manifest,
 )
+from ml_core.images import dataset_descriptor
+from ml_core.ranking.baselines import source_descriptor_matrix
 from resources.artifact_store import ArtifactStore
 
 logger = logging.getLogger(__name__)
@@ -93,6 +109,87 @@ class CachedResult:
             "path": MetadataValue.path(redact_url(str(self.manifest.get("path", "")))),
             "seconds": round(self.seconds, 3),
         }
+
+    def artifact(self, store: ArtifactStore) -> Artifact:
+        """The published artifact, loadable (as a downstream asset receives it)."""
+        return Artifact(self.ref, store)
+
+    def output(self, metadata: Mapping[str, Any] | None = None) -> Output:
+        """The asset's ``Output``: the reference, its content hash as the data version, the base
+        metadata (cache hit, key, path, seconds) and ``metadata``."""
+        with warnings.catch_warnings():  # Output(data_version=...) is a beta API: said once here, not per run
+            warnings.simplefilter("ignore", BetaWarning)
+            return Output(self.ref, data_version=self.data_version, metadata={**self.base_metadata(), **(metadata or {})})
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """An upstream input as an asset receives it: the published reference, and the store it lives in."""
+
+    ref: ArtifactRef
+    store: ArtifactStore
+
+    @property
+    def content_hash(self) -> str:
+        return self.ref.content_hash
+
+    @property
+    def directory(self) -> UPath:
+        return self.ref.directory(self.store)
+
+    def load(self) -> Any:
+        """The artifact as its ml_core object (see :mod:`assets.loaders`)."""
+        return load_artifact(self.ref.asset, self.directory)
+
+    def manifest(self) -> dict[str, Any]:
+        """The published manifest, read afresh from the store."""
+        return self.store.lookup(self.ref.asset, self.ref.partition, self.ref.cache_key) or {}
+
+    def summary(self) -> dict[str, Any]:
+        """The summary the asset kept in its manifest (what a cache hit reports)."""
+        return self.manifest().get("summary", {})
+
+
+class LoadedArtifacts(Mapping[str, Any]):
+    """``{partition: object}`` over several inputs, each loaded on first access and kept."""
+
+    def __init__(self, artifacts: Mapping[str, Artifact]):
+        self._artifacts = dict(artifacts)
+        self._loaded: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._loaded:
+            self._loaded[key] = self._artifacts[key].load()
+        return self._loaded[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._artifacts)
+
+    def __len__(self) -> int:
+        return len(self._artifacts)
+
+
+def source_descriptors(artifacts: Mapping[str, Artifact], models: Sequence[str]) -> np.ndarray | None:
+    """``(N, D)`` source-sample descriptors of ``models`` from their ``model_source_tokens`` (NaN rows:
+    no sample; None if no model has one). Models sharing a sample share its artifact: each is read once."""
+    by_artifact: dict[tuple[str | None, str], np.ndarray | None] = {}
+    descriptors = []
+    for model in models:
+        artifact = artifacts.get(model)
+        if artifact is None:
+            descriptors.append(None)
+            continue
+        key = (artifact.ref.partition, artifact.ref.cache_key)
+        if key not in by_artifact:
+            tokens = artifact.load()
+            by_artifact[key] = dataset_descriptor(tokens) if tokens is not None else None
+        descriptors.append(by_artifact[key])
+    return source_descriptor_matrix(descriptors)
+
+
+def content_hashes(artifacts: Mapping[str, Artifact], prefix: str) -> dict[str, str]:
+    """``{"<prefix>:<partition>": content hash}``: the cache-key inputs of a multi-partition input."""
+    return {f"{prefix}:{key}": artifact.content_hash for key, artifact in artifacts.items()}
 
 
 def materialize_cached(
@@ -150,6 +247,32 @@ def materialize_cached(
     return CachedResult(ref, published, False, time.perf_counter() - start)
 
 
+def materialize_asset(
+    context: AssetExecutionContext,
+    store: ArtifactStore,
+    *,
+    config: dict[str, Any],
+    inputs: dict[str, str],
+    build: Callable[[UPath], tuple[str, dict[str, Any]]],
+    partition: str | None = None,
+) -> CachedResult:
+    """:func:`materialize_cached` for the asset ``context`` runs: its name, its ``code_version`` and its
+    partition (``partition`` overrides it, e.g. an artifact shared by several partitions)."""
+    key = context.asset_key
+    if partition is None and context.has_partition_key:
+        partition = context.partition_key
+    return materialize_cached(
+        store,
+        asset=key.path[-1],
+        partition=partition,
+        code_version=context.assets_def.code_versions_by_key[key] or "",
+        config=config,
+        inputs=inputs,
+        build=build,
+        log=context.log,
+    )
+
+
 def png_markdown(path: Path | UPath, alt: str = "plot") -> MetadataValue:
     """A PNG embedded as markdown (shows inline in the Dagster UI)."""
     data = base64.b64encode(UPath(path).read_bytes()).decode()
@@ -170,12 +293,41 @@ def current_ref(store: ArtifactStore, asset: str, partition: str | None) -> Arti
         ) from error
 
 
+def all_partitions(*, all_upstream: bool = False) -> AssetIn:
+    """An input that receives every materialized upstream partition as ``{partition: Artifact}``.
+
+    ``all_upstream``: also when the downstream asset is partitioned (``AllPartitionMapping``: a
+    dataset's recommendations read every model's embedding)."""
+    mapping = AllPartitionMapping() if all_upstream else None
+    return AssetIn(partition_mapping=mapping, metadata={"all_partitions": True})
+
+
+def current_artifact(store: ArtifactStore, asset: str, partition: str | None) -> Artifact | None:
+    """:func:`current_ref` as an :class:`Artifact` (loadable), or None if never materialized."""
+    ref = current_ref(store, asset, partition)
+    return None if ref is None else Artifact(ref, store)
+
+
+def current_artifacts(store: ArtifactStore, asset: str) -> dict[str, Artifact]:
+    """Every materialized partition of a partitioned asset: ``{partition: Artifact}``."""
+    folder = store.root_path / "_refs" / asset
+    if not folder.exists():
+        return {}
+    found = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix == ".json" and not path.name.startswith("."):
+            artifact = current_artifact(store, asset, path.stem)
+            if artifact is not None:
+                found[path.stem] = artifact
+    return found
+
+
 class ArtifactRefIOManager(ConfigurableIOManager):
     """Stores each output's :class:`ArtifactRef` as JSON at ``<root>/_refs/<asset>/<partition>.json``.
 
     An input declared with ``AssetIn(metadata={"all_partitions": True})`` is loaded as a dict
-    ``{partition_key: ArtifactRef}`` over the upstream partitions; partitions not materialized
-    yet are left out (and logged). Any other input is one ``ArtifactRef``.
+    ``{partition_key: Artifact}`` over the upstream partitions; partitions not materialized
+    yet are left out (and logged). Any other input is one :class:`Artifact`.
     """
 
     store: ArtifactStore
@@ -189,14 +341,15 @@ class ArtifactRefIOManager(ConfigurableIOManager):
         partition = context.asset_partition_key if context.has_asset_partitions else None
         write_json(self.store.ref_path(self._asset_name(context), partition), obj.to_dict())
 
-    def _load_one(self, asset: str, partition: str | None) -> ArtifactRef | None:
-        return current_ref(self.store, asset, partition)
+    def _load_one(self, asset: str, partition: str | None) -> Artifact | None:
+        ref = current_ref(self.store, asset, partition)
+        return None if ref is None else Artifact(ref, self.store)
 
-    def load_input(self, context: InputContext) -> ArtifactRef | dict[str, ArtifactRef]:
+    def load_input(self, context: InputContext) -> Artifact | dict[str, Artifact]:
         asset = self._asset_name(context)
         metadata = context.definition_metadata or {}
         if metadata.get("all_partitions"):
-            refs: dict[str, ArtifactRef] = {}
+            refs: dict[str, Artifact] = {}
             missing = []
             for key in sorted(context.asset_partition_keys):
                 ref = self._load_one(asset, key)

@@ -1,7 +1,7 @@
 """Dynamic partitions: one per model of the zoo, one per dataset.
 
 They live beside the assets (which need them at definition time); ``pipelines`` re-exports
-them. Keys come from :func:`ml_core.naming.partition_key`.
+them. Keys come from :func:`ml_core.artifacts.naming.partition_key`.
 """
 
 from dagster import DynamicPartitionsDefinition

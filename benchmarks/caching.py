@@ -6,7 +6,7 @@
    that model only, then refresh every dataset's recommendations (the autoencoder and the ranker
    are not retrained: training is a deliberate step).
 
-    .venv/bin/python benchmarks/caching.py            # on the generated fixture world (a stand-in)
+    .venv/bin/python -m benchmarks.caching            # on the STAND-IN world (generated, seconds)
 """
 
 import argparse
@@ -17,10 +17,10 @@ from pathlib import Path
 from dagster import instance_for_test
 from safetensors.torch import load_file, save_file
 
-from ml_core.fixture_world import build_fixture_world
 from pipelines.definitions import world_resources
 from pipelines.runner import materialize_all
 from resources.artifact_store import ArtifactStore
+from worlds import build_world
 
 
 def timed(fn):
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, instance_for_test() as instance:
-        world = build_fixture_world(Path(tmp) / "world", seed=args.seed)
+        world = build_world(Path(tmp) / "world", scale="standin", seed=args.seed)
         resources = world_resources(world, ArtifactStore(root=str(Path(tmp) / "artifacts")))
         full_s, full = timed(lambda: materialize_all(instance, resources=resources))
         cached_s, cached = timed(lambda: materialize_all(instance, resources=resources))
@@ -47,7 +47,7 @@ def main() -> None:
         )
     n = len(world.model_names)
     rebuilt = sum(not r.cache_hit for r in cached)
-    print(f"world: generated fixture (STAND-IN), {n} models, {len(world.dataset_names)} datasets; this CPU")
+    print(f"world: the STAND-IN scale (generated), {n} models, {len(world.dataset_names)} datasets; this CPU")
     print(f"full first run       {full_s:7.1f} s  ({sum(not r.cache_hit for r in full)} materializations built)")
     print(f"cached second run    {cached_s:7.1f} s  = {cached_s / full_s:6.1%} of full  ({rebuilt} rebuilt of {len(cached)})")
     print(

@@ -7,7 +7,7 @@ subprocess so that every peak is clean:
 * ``idle``: the interpreter with torch, zarr and the project imported (the floor);
 * ``load_all``: the baseline, ``safetensors.torch.load_file`` of the whole state dict, every
   tensor touched (what a non-streaming flattener would hold at least once);
-* ``flatten``: :func:`ml_core.model_parameters.write_model_parameters` of the same file into a
+* ``flatten``: :func:`ml_core.weights.parameters.write_model_parameters` of the same file into a
   zarr group (the code path of the ``model_parameters`` asset).
 
 Peak memory is the kernel's high-water mark of resident memory (``VmHWM``, the same as
@@ -142,8 +142,7 @@ def _child(mode: str, path: Path, out: Path, block_rows: int) -> dict:
     import torch  # noqa: F401  (the same imports in every mode: a fair floor)
     import zarr  # noqa: F401
 
-    from ml_core.checkpoints import open_checkpoint
-    from ml_core.model_parameters import write_model_parameters
+    from ml_core.weights import open_checkpoint, write_model_parameters
 
     sampler = _AnonSampler()
     sampler.start()

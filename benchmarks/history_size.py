@@ -16,34 +16,33 @@ way. This benchmark asks what more history would buy:
   its family. This leaks what the headline protocol forbids, on purpose: it measures what one
   relative in the history is worth.
 
-The ranker is the product's default (``ranking_transformer``'s config: ``linear+baselines``), and
+The ranker is the evaluation's ``linear+baselines`` variant (the product's architecture and inputs,
+``ml_core.ranking.product_ranker``; the variant trains with ListMLE where the product uses a pairwise loss), and
 ``oracle_nearest`` reads the test truth (the ceiling of neighbour-based rankings, not a method).
 Test folds choose nothing here: no variant is selected. Run ``make demo`` first.
 
-    .venv/bin/python benchmarks/history_size.py              # about 3 min on 2 CPU cores
-    .venv/bin/python benchmarks/history_size.py --repeats 5 --sizes 1,2,4,8
+    .venv/bin/python -m benchmarks.history_size              # about 3 min on 2 CPU cores
+    .venv/bin/python -m benchmarks.history_size --repeats 5 --sizes 1,2,4,8
 """
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-from assets.ranker_evaluation import DEFAULT_VARIANTS, RankerEvaluationConfig
-from ml_core.evaluation_folds import leave_family_out_folds
-from ml_core.history_study import (
+from benchmarks.ranking_quality import add_store_arguments, commit, open_store
+from ml_core.evaluation import (
     ALL,
+    EvaluationConfig,
     doubling_slope,
     history_jobs,
+    leave_family_out_folds,
     mean_and_standard_error,
     relatives_table,
     run_history_study,
     size_table,
 )
-from ml_core.ranker_evaluation import EvaluationConfig
-from ranking_quality import add_store_arguments, commit, open_store
 
-PRODUCT_VARIANT = "linear+baselines"  # ranking_transformer's default config
+PRODUCT_VARIANT = "linear+baselines"  # the product's architecture and inputs (see the docstring)
 RANKER = f"ranker:{PRODUCT_VARIANT}"
 METHODS = ("prior", "nearest", "nearest_source_profile", "source_similarity", RANKER, "oracle_nearest", "logme")
 SHORT = {RANKER: "ranker", "source_similarity": "source", "oracle_nearest": "oracle*",
@@ -60,13 +59,12 @@ def main() -> None:
 
     start = time.perf_counter()
     _, data = open_store(args)
-    config = RankerEvaluationConfig(variants=json.dumps({PRODUCT_VARIANT: DEFAULT_VARIANTS[PRODUCT_VARIANT]}),
-                                    seed=args.seed)
+    config = EvaluationConfig(variants=(PRODUCT_VARIANT,), seed=args.seed)
     family_folds = leave_family_out_folds(data.dataset_names, data.families, val_families=config.val_families,
                                           seed=args.seed)
     jobs = history_jobs(family_folds, data.families, [int(s) for s in args.sizes.split(",")],
                         repeats=args.repeats, seed=args.seed)
-    rows = run_history_study(data, jobs, EvaluationConfig(config.ranker_variants(), seed=args.seed))
+    rows = run_history_study(data, jobs, config)
     seconds = time.perf_counter() - start
     if args.out:
         rows.to_parquet(Path(args.out), index=False)
@@ -74,7 +72,7 @@ def main() -> None:
     print(f"history size | commit {commit()} | seed {args.seed} | store {args.store}")
     print(f"{len(data.model_names)} models, {len(data.dataset_names)} datasets in "
           f"{len(set(data.families.values()))} families; {len(jobs)} folds; {seconds:.0f} s on this CPU")
-    print("test weighted tau (truth-ordered); ranker = the product default (linear+baselines); "
+    print("test weighted tau (truth-ordered); ranker = the linear+baselines variant; "
           "oracle* reads the test truth (a ceiling, not a method)")
 
     table = size_table(rows, METHODS)

@@ -6,52 +6,29 @@ tokens, ground truth and transferability scores), sweeps the ranker variants, se
 with the best VALIDATION weighted tau (test folds never take part), and prints the test
 table with the seed and the commit. Figures are means over folds +- their std over folds.
 
-    .venv/bin/python benchmarks/ranking_quality.py                  # .work/artifacts, demo world
-    .venv/bin/python benchmarks/ranking_quality.py --variants default
+    .venv/bin/python -m benchmarks.ranking_quality                  # .work/artifacts, demo world
+    .venv/bin/python -m benchmarks.ranking_quality --variants default
 """
 
 import argparse
-import json
 import subprocess
 import time
 from pathlib import Path
 
-from assets.artifacts import current_ref
-from assets.ranker_evaluation import (
-    DEFAULT_VARIANTS,
-    SWEEP_VARIANTS,
-    RankerEvaluationConfig,
-    load_evaluation_data,
-    tokens_without_factory,
-)
-from ml_core.evaluation_folds import leave_family_out_folds, leave_models_out_folds
-from ml_core.ranker_evaluation import (
+from ml_core.evaluation import (
     EvaluationConfig,
     EvaluationData,
     evaluate,
+    evaluation_folds,
     paired_differences,
+    retrained_tokens,
     summary_markdown,
     validation_score,
 )
+from pipelines.readers import autoencoder_training, model_parameters, store_evaluation_data
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
 from resources.settings import default_artifact_root, default_datasets_dir
-
-
-def refs(store: ArtifactStore, asset: str) -> dict:
-    folder = store.root_path / "_refs" / asset
-    if not folder.exists():
-        return {}
-    return {p.stem: current_ref(store, asset, p.stem) for p in folder.iterdir() if p.suffix == ".json"}
-
-
-def store_evaluation_data(store: ArtifactStore, catalog: DatasetCatalog) -> EvaluationData:
-    """The evaluation's inputs, from the current materializations of a store (``make demo``)."""
-    return load_evaluation_data(
-        store, catalog, refs(store, "model_embeddings"), refs(store, "dataset_tokens"),
-        current_ref(store, "ground_truth_ranks", None), refs(store, "transferability_scores"),
-        refs(store, "model_source_tokens"),
-    )
 
 
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,15 +61,10 @@ def main() -> None:
 
     start = time.perf_counter()
     store, data = open_store(args)
-    autoencoder = current_ref(store, "autoencoder", None)
-    ae_manifest = store.lookup("autoencoder", None, autoencoder.cache_key) or {}
-    tokens_without = tokens_without_factory(store, refs(store, "model_parameters"), ae_manifest, data.model_names)
-    variants = DEFAULT_VARIANTS if args.variants == "default" else SWEEP_VARIANTS
-    config = RankerEvaluationConfig(variants=json.dumps(variants), seed=args.seed, models_folds=args.models_folds)
-    folds = leave_family_out_folds(data.dataset_names, data.families, val_families=config.val_families, seed=args.seed)
-    folds += leave_models_out_folds(data.model_names, data.dataset_names, data.families, n_folds=args.models_folds,
-                                    val_families=config.val_families, seed=args.seed)
-    result = evaluate(data, folds, EvaluationConfig(config.ranker_variants(), seed=args.seed), tokens_without)
+    tokens_without = retrained_tokens(model_parameters(store), autoencoder_training(store), data.model_names)
+    config = EvaluationConfig(variants=(args.variants,), seed=args.seed, models_folds=args.models_folds)
+    folds = evaluation_folds(data, config)
+    result = evaluate(data, folds, config, tokens_without)
     seconds = time.perf_counter() - start
     if args.out:
         result.rows.to_parquet(Path(args.out), index=False)

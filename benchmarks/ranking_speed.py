@@ -6,7 +6,7 @@ nearest-dataset and source-similarity inputs; the default linear ranker only nee
 random weights: speed does not depend on what it learned. Stand-in inputs: random model tokens
 (512-d) and source descriptors, a dataset of 10 classes with 1280-d features, 15 reference datasets.
 
-    .venv/bin/python benchmarks/ranking_speed.py --models 1000
+    .venv/bin/python -m benchmarks.ranking_speed --models 1000
 """
 
 import argparse
@@ -15,12 +15,16 @@ import time
 import numpy as np
 import torch
 
-from ml_core.dataset_tokens import DatasetTokens
-from ml_core.nearest_dataset import dataset_descriptor, nearest_dataset_scores
-from ml_core.ranker import RankerConfig, RankingCrossAttentionTransformer
-from ml_core.ranker_features import N_BASELINE_FEATURES, BaselineReference
-from ml_core.ranker_training import RankerArtifact, RankerTrainingConfig
-from ml_core.ranking_data import ModelTokenNormalizer
+from ml_core.images import DatasetTokens, dataset_descriptor
+from ml_core.ranking import (
+    BaselineReference,
+    ModelTokenNormalizer,
+    RankerArtifact,
+    RankerConfig,
+    RankerTrainingConfig,
+    RankingCrossAttentionTransformer,
+)
+from ml_core.ranking.baselines import nearest_dataset_scores
 
 
 def best_of(fn, repeats: int = 7) -> float:
@@ -46,12 +50,12 @@ def main() -> None:
     descriptors /= np.linalg.norm(descriptors, axis=1, keepdims=True)
     reference = BaselineReference([f"d{i}" for i in range(15)], names, rng.uniform(size=(15, n)), descriptors,
                                   {f"d{i}": f"f{i}" for i in range(15)})
-    config = RankerTrainingConfig(architecture="cross_attention", baseline_features=True, token_mode="class_means")
-    model = RankingCrossAttentionTransformer(RankerConfig(
-        dataset_token_dim=dim, model_token_dim=512, d_model=config.d_model, nhead=config.nhead,
-        num_decoder_layers=config.num_decoder_layers, dim_feedforward=config.dim_feedforward,
-        architecture="cross_attention", model_feature_dim=N_BASELINE_FEATURES,
-    ))
+    config = RankerTrainingConfig(
+        model=RankerConfig(architecture="cross_attention", baseline_features=True, dataset_token_dim=dim,
+                           model_token_dim=512),
+        token_mode="class_means",
+    )
+    model = RankingCrossAttentionTransformer(config.model)
     artifact = RankerArtifact(model, config, ModelTokenNormalizer.fit(model_tokens), {}, reference)
     target = dataset_descriptor(tokens)
     baseline = best_of(lambda: nearest_dataset_scores(target, descriptors, reference.accuracy))

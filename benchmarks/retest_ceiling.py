@@ -10,8 +10,8 @@ model's true expected accuracy would do about as well as this retest or better (
 the noise twice; a perfect predictor once); no data-driven ranker should be expected to do better.
 The data-free prior is printed beside it, from the same folds.
 
-    .venv/bin/python benchmarks/retest_ceiling.py                 # after `make demo`; ~6 min on 2 cores
-    .venv/bin/python benchmarks/retest_ceiling.py --retest-seed 2 --workers 2
+    .venv/bin/python -m benchmarks.retest_ceiling                 # after `make demo`; ~6 min on 2 cores
+    .venv/bin/python -m benchmarks.retest_ceiling --retest-seed 2 --workers 2
 
 ``--results FILE`` keeps the re-measured cells as JSON and reuses them on the next run.
 """
@@ -25,12 +25,18 @@ from pathlib import Path
 
 import numpy as np
 
-from assets.artifacts import current_ref
-from assets.ground_truth_ranks import load_ranks
-from ml_core.baselines import data_free_prior
+from ml_core.artifacts import read_json, write_json
+from ml_core.ground_truth import (
+    TransferProtocol,
+    load_split,
+    load_zoo_model,
+    measure_transfer,
+    torch_threads,
+)
 from ml_core.metrics import top1_regret, weighted_tau
-from ml_core.storage import read_json, write_json
-from ml_core.transfer import TransferModelCard, TransferProtocol, load_split, load_zoo_model, measure_transfer, torch_threads
+from ml_core.ranking.baselines import data_free_prior
+from ml_core.weights import ModelCard
+from pipelines.readers import ground_truth
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
 from resources.settings import default_artifact_root, default_datasets_dir, default_zoo_dir
@@ -44,7 +50,7 @@ def measure_column(zoo_dir: str, dataset_dir: str, models: list[str], seed: int)
     column, seconds = {}, 0.0
     with torch_threads(1):
         for model in models:
-            card = TransferModelCard.model_validate(read_json(Path(zoo_dir) / f"{model}.json"))
+            card = ModelCard.read(Path(zoo_dir) / f"{model}.json")
             net = load_zoo_model(Path(zoo_dir) / f"{model}.safetensors", card)
             result = measure_transfer(net, card, train, test, protocol)
             column[model] = result.accuracy
@@ -65,7 +71,7 @@ def main() -> None:
 
     store = ArtifactStore(root=args.store)
     catalog = DatasetCatalog(root=args.datasets)
-    ranks = load_ranks(current_ref(store, "ground_truth_ranks", None), store)
+    ranks = ground_truth(store)
     truth = ranks.pivot(index="dataset_key", columns="model_key", values="accuracy")
     datasets, models = list(truth.index), list(truth.columns)
     entries = {e.key: e for e in catalog.entries()}

@@ -4,7 +4,7 @@ Prints the tick time of: the first tick (every file new), a steady tick (nothing
 a tick with one new file, each as a ratio against a baseline measured in the same run: a bare
 ``os.scandir`` + ``stat`` of the same folder (the least any folder watcher must do).
 
-    .venv/bin/python benchmarks/sensor_tick.py --files 1000
+    .venv/bin/python -m benchmarks.sensor_tick --files 1000
 """
 
 import argparse

@@ -6,7 +6,7 @@ Prints images/s and the ratio (DESIGN budget: >= 90 %), then the peak memory (ma
 process) of writing tokens for N and 10 N images (budget: flat). Images are generated 32x32 PNGs
 (a stand-in); the encoder is the demo's real EfficientNet-Lite0 (ImageNet weights, 64 px).
 
-    .venv/bin/python benchmarks/tokens_throughput.py --images 2000
+    .venv/bin/python -m benchmarks.tokens_throughput --images 2000
 """
 
 import argparse
@@ -22,9 +22,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ml_core.dataset_tokens import TokenWriterConfig, write_dataset_tokens
-from ml_core.image_encoder import ImageEncoderSpec, load_image_encoder
-from ml_core.image_folder import load_rgb, scan_image_folder
+from ml_core.images import (
+    ImageEncoderSpec,
+    TokenWriterConfig,
+    load_image_encoder,
+    load_rgb,
+    scan_image_folder,
+    write_dataset_tokens,
+)
 
 SPEC = dict(kind="efficientnet_lite0", architecture="efficientnet-lite0", pretrained="imagenet", image_size=64)
 

@@ -2,24 +2,23 @@
 
 For every (zoo model, target dataset) of the demo world it measures the transfer accuracy twice,
 with the default FINE-TUNE protocol (head + last block) and with the LINEAR-PROBE protocol
-(:mod:`ml_core.transfer`), on one torch thread, and prints:
+(:mod:`ml_core.ground_truth.transfer`), on one torch thread, and prints:
 
 * per dataset: the best model by each protocol, Spearman rho and weighted tau (truth-ordered:
   fine-tune accuracy as the truth, probe accuracy as the score) between the two columns, and
-  whether the fine-tune column is degenerate (:func:`ml_core.transfer.assess_spread`);
+  whether the fine-tune column is degenerate (:func:`ml_core.ground_truth.transfer.assess_spread`);
 * overall: mean / median agreement, how often the two pick the same best model, the spread of each
   table (distinct best models, regret of always picking the overall best), how much of the
   dataset-centred fine-tune accuracy the source task and the architecture explain, and the time
   each protocol took.
 
-    .venv/bin/python benchmarks/transfer_protocols.py                 # full demo world (.work/demo_world)
-    .venv/bin/python benchmarks/transfer_protocols.py --scale reduced  # the tests' reduced world, seconds
+    .venv/bin/python -m benchmarks.transfer_protocols                 # full demo world (.work/demo_world)
+    .venv/bin/python -m benchmarks.transfer_protocols --scale reduced  # the tests' reduced world, seconds
 
 ``--results FILE`` keeps the measured cells as JSON and reuses them on the next run.
 """
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -27,11 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ml_core.demo_world import build_demo_world
-from ml_core.metrics import spearman, weighted_tau
-from ml_core.storage import read_json, write_json
-from ml_core.transfer import (
-    TransferModelCard,
+from ml_core.artifacts import read_json, write_json
+from ml_core.ground_truth import (
     TransferProtocol,
     assess_spread,
     load_split,
@@ -39,7 +35,10 @@ from ml_core.transfer import (
     measure_transfer,
     table_spread,
 )
+from ml_core.metrics import spearman, weighted_tau
+from ml_core.weights import ModelCard
 from resources.settings import demo_world_dir, work_dir
+from worlds import build_world
 
 PROTOCOLS = {"finetune": TransferProtocol(kind="finetune"), "linear_probe": TransferProtocol(kind="linear_probe")}
 
@@ -47,7 +46,7 @@ PROTOCOLS = {"finetune": TransferProtocol(kind="finetune"), "linear_probe": Tran
 def measure(world, results: dict) -> dict[str, float]:
     """Fill ``results[protocol][dataset][model]`` = cell dict; returns seconds per protocol."""
     seconds = {p: 0.0 for p in PROTOCOLS}
-    cards = {m: TransferModelCard.model_validate(read_json(world.zoo_dir / f"{m}.json")) for m in world.model_names}
+    cards = {m: ModelCard.read(world.zoo_dir / f"{m}.json") for m in world.model_names}
     for dataset in world.dataset_names:
         folder = world.datasets_dir / dataset
         train = load_split(folder, "train")
@@ -96,7 +95,7 @@ def main() -> None:
 
     root = args.root or (demo_world_dir() if args.scale == "full" else work_dir() / f"demo_world_{args.scale}")
     start = time.perf_counter()
-    world = build_demo_world(root, scale=args.scale, seed=args.seed)
+    world = build_world(root, scale=args.scale, seed=args.seed)
     print(f"world {world.root} ({args.scale}): {len(world.model_names)} models x {len(world.dataset_names)} "
           f"datasets, ready in {time.perf_counter() - start:.1f} s; measuring both protocols on 1 thread")
     results = read_json(args.results) if args.results and args.results.is_file() else {}

@@ -26,12 +26,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+
+from ml_core.progress import progress
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainerConfig:
     epochs: int = 20
     lr: float = 1e-3
@@ -71,11 +72,6 @@ def move_to_device(batch: Any, device: torch.device | str) -> Any:
     if isinstance(batch, list | tuple):
         return type(batch)(move_to_device(v, device) for v in batch)
     return batch
-
-
-def _progress_disabled() -> bool | None:
-    """True when ``TQDM_DISABLE`` is set; else None: tqdm shows bars on a terminal only."""
-    return True if os.environ.get("TQDM_DISABLE", "") not in ("", "0") else None
 
 
 class BaseTrainer:
@@ -127,7 +123,7 @@ class BaseTrainer:
         self.model.train(train)
         losses: list[float] = []
         sums: dict[str, float] = {}
-        bar = tqdm(loader, desc=desc, leave=False, disable=_progress_disabled())
+        bar = progress(loader, desc=desc, leave=False)
         context = torch.enable_grad() if train else torch.no_grad()
         with context:
             for batch in bar:
@@ -183,7 +179,7 @@ class BaseTrainer:
             if self._improved(record.get(self.config.monitor, math.nan)):
                 self.history.best_value, self.history.best_epoch = float(record[self.config.monitor]), 0
                 best_state = copy.deepcopy(self.model.state_dict())
-        epochs = tqdm(range(1, self.config.epochs + 1), desc="epochs", disable=_progress_disabled())
+        epochs = progress(range(1, self.config.epochs + 1), desc="epochs")
         for epoch in epochs:
             start = time.perf_counter()
             record: dict[str, float] = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
@@ -264,3 +260,28 @@ class BaseTrainer:
         fig.savefig(path, dpi=80)
         plt.close(fig)
         return path
+
+
+# ---- weights on disk ------------------------------------------------------------------------
+
+
+def state_dict_bytes(model: nn.Module) -> bytes:
+    """A model's weights as safetensors bytes (what :func:`save_weights` writes; content hashes use it)."""
+    from safetensors.torch import save
+
+    return save({k: v.detach().contiguous() for k, v in model.state_dict().items()})
+
+
+def save_weights(model: nn.Module, path: Any) -> None:
+    """Write a model's weights as one safetensors file (``path``: a local path or any UPath)."""
+    with path.open("wb") as handle:
+        handle.write(state_dict_bytes(model))
+
+
+def load_weights(model: nn.Module, path: Any) -> nn.Module:
+    """Load a safetensors file written by :func:`save_weights` into ``model`` (strictly); eval mode."""
+    from safetensors.torch import load
+
+    with path.open("rb") as handle:
+        model.load_state_dict(load(handle.read()))
+    return model.eval()

@@ -4,13 +4,9 @@
 runs one) loads the code location; ``off`` leaves them STOPPED until toggled in the UI.
 """
 
-import os
-
 from dagster import DefaultScheduleStatus, DefaultSensorStatus
 
-
-def automation_enabled() -> bool:
-    return os.environ.get("MODELREC_AUTOMATION", "on").strip().lower() not in ("off", "0", "false", "no")
+from resources.settings import automation_enabled
 
 
 def sensor_status() -> DefaultSensorStatus:

@@ -1,6 +1,6 @@
 """Command line: ``python -m pipelines.cli demo | run | register``.
 
-``demo`` builds the built-in demo world (cached; ``--fixture`` for the small stand-in instead),
+``demo`` builds a built-in world (cached; ``--scale reduced`` or ``standin`` for the small ones),
 materializes every asset of every partition on the persistent Dagster instance (``DAGSTER_HOME``,
 default ``.work/dagster_home``) and prints, for each held-out dataset, the recommended models next
 to the measured best.
@@ -16,21 +16,16 @@ import click
 import pandas as pd
 from dagster import DagsterInstance
 
-from assets.artifacts import ArtifactRef, current_ref
-from assets.ground_truth_ranks import load_ground_truth_summary, load_ranks
-from assets.model_recommendations import load_recommendations
+from assets.artifacts import Artifact, current_artifact
 from assets.partitions import DATASETS, MODELS
-from assets.ranker_evaluation import SUMMARY_FILE as EVALUATION_SUMMARY_FILE
-from ml_core.demo_world import build_demo_world
-from ml_core.fixture_world import build_fixture_world
-from ml_core.ranker_evaluation import summary_markdown
-from ml_core.transfer import TransferError, table_spread
-from ml_core.storage import read_json
+from ml_core.evaluation import summary_markdown
+from ml_core.ground_truth import TransferError, table_spread
 from pipelines.definitions import default_resources, world_resources
 from pipelines.registration import register_partitions
 from pipelines.runner import MaterializationRecord, materialize_all
 from resources.artifact_store import ArtifactStore
-from resources.settings import demo_world_dir, fixture_world_dir, work_dir
+from resources.settings import work_dir, world_dir
+from worlds import SCALES, build_world
 
 logger = logging.getLogger("modelrec")
 
@@ -59,13 +54,19 @@ def _summary(records: list[MaterializationRecord]) -> str:
     return "\n".join(lines)
 
 
+def _materialized(store: ArtifactStore, asset: str, partition: str | None) -> Artifact:
+    artifact = current_artifact(store, asset, partition)
+    if artifact is None:
+        raise click.ClickException(f"{asset}[{partition or '-'}] has not been materialized in {store.root}")
+    return artifact
+
+
 def print_recommendations(store: ArtifactStore, dataset_keys: list[str], top: int = 3) -> None:
     """For each dataset: top recommended models, the measured best, weighted tau and regret."""
     for key in dataset_keys:
-        ref = ArtifactRef.from_dict(read_json(store.ref_path("model_recommendations", key)))
-        table = load_recommendations(ref, store)
-        manifest = store.lookup("model_recommendations", key, ref.cache_key) or {}
-        summary = manifest.get("summary", {})
+        artifact = _materialized(store, "model_recommendations", key)
+        table = artifact.load()
+        summary = artifact.summary()
         click.echo(f"\n== {key} ({summary.get('split', '?')}) ==")
         shown = table.head(top)
         for row in shown.itertuples():
@@ -95,7 +96,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
 
 def _prune_partitions(instance: DagsterInstance, resources: dict) -> None:
-    """Drop registered partitions the world does not have (e.g. after ``demo --fixture``), as the
+    """Drop registered partitions the world does not have (e.g. after ``demo --scale standin``), as the
     folder sensors do for a removed checkpoint or dataset: the instance then mirrors this world."""
     current = {MODELS: {e.key for e in resources["zoo"].entries()}, DATASETS: {e.key for e in resources["catalog"].entries()}}
     for dimension, keys in current.items():
@@ -107,16 +108,14 @@ def _prune_partitions(instance: DagsterInstance, resources: dict) -> None:
 
 
 def _split_of(store: ArtifactStore, key: str) -> str:
-    ref = ArtifactRef.from_dict(read_json(store.ref_path("model_recommendations", key)))
-    manifest = store.lookup("model_recommendations", key, ref.cache_key) or {}
-    return manifest.get("summary", {}).get("split", "?")
+    return _materialized(store, "model_recommendations", key).summary().get("split", "?")
 
 
 def print_table_report(store: ArtifactStore) -> None:
     """Where the ground truth came from, its spread across models, and the degenerate datasets."""
-    ref = ArtifactRef.from_dict(read_json(store.ref_path("ground_truth_ranks", None)))
-    summary = load_ground_truth_summary(ref, store)
-    ranks = load_ranks(ref, store)
+    artifact = _materialized(store, "ground_truth_ranks", None)
+    summary = artifact.summary()
+    ranks = artifact.load()
     accuracy = {d: dict(zip(g["model"], g["accuracy"], strict=True)) for d, g in ranks.groupby("dataset")}
     click.echo(f"\nperformance table: {summary.get('source', 'user table')}, {summary.get('n_datasets')} datasets "
                f"x {summary.get('n_models')} models")
@@ -138,10 +137,10 @@ def print_table_report(store: ArtifactStore) -> None:
 
 def print_evaluation(store: ArtifactStore) -> None:
     """The held-out evaluation's test table (means over folds), if it was materialized."""
-    ref = current_ref(store, "ranker_evaluation", None)
-    if ref is None:
+    artifact = current_artifact(store, "ranker_evaluation", None)
+    if artifact is None:
         return
-    saved = read_json(ref.directory(store) / EVALUATION_SUMMARY_FILE)
+    saved = artifact.load()
     if "skipped" in saved:
         click.echo(f"\nheld-out evaluation skipped: {saved['skipped']}")
         return
@@ -158,21 +157,21 @@ def print_evaluation(store: ArtifactStore) -> None:
 
 @main.command()
 @click.option("--seed", default=0, show_default=True, help="seed of the generated world")
-@click.option("--fixture", is_flag=True, help="run on the small STAND-IN fixture world instead (seconds; not real)")
-@click.option("--scale", type=click.Choice(["full", "reduced"]), default="full", show_default=True,
-              help="demo world size: the benchmark, or the reduced one the tests use")
+@click.option("--scale", type=click.Choice(sorted(SCALES)), default="full", show_default=True,
+              help="world: the benchmark (full), the reduced one the tests use, or the pipeline tests' STAND-IN")
+@click.option("--fixture", is_flag=True, help="the same as --scale standin (its former name)")
 @click.option("--top", default=3, show_default=True, help="recommended models shown per dataset")
 @click.pass_context
-def demo(ctx: click.Context, seed: int, fixture: bool, scale: str, top: int) -> None:
-    """Build the built-in demo world (cached) and run the whole graph on it."""
+def demo(ctx: click.Context, seed: int, scale: str, fixture: bool, top: int) -> None:
+    """Build a built-in world (cached) and run the whole graph on it."""
     start = time.perf_counter()
-    if fixture:
-        world = build_fixture_world(fixture_world_dir(), seed=seed)
-        click.echo(f"world: {world.root} (STAND-IN: generated models and images, random tiny CLIP-like encoder)")
+    scale = "standin" if fixture else scale
+    world = build_world(world_dir(scale), scale=scale, seed=seed)
+    spec = world.encoder_spec
+    if world.scale.standin:
+        click.echo(f"world: {world.root} (STAND-IN: generated models and images, a probe-measured table, "
+                   f"random tiny CLIP-like encoder)")
     else:
-        root = demo_world_dir() if scale == "full" else work_dir() / f"demo_world_{scale}"
-        world = build_demo_world(root, scale=scale, seed=seed)
-        spec = world.encoder_spec
         click.echo(
             f"world: {world.root} ({scale} scale): {len(world.model_names)} pre-trained models, "
             f"{len(world.dataset_names)} target datasets; dataset tokens from {spec.architecture} "

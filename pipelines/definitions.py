@@ -4,8 +4,6 @@ from dagster import Definitions
 
 from assets import ALL_ASSETS
 from assets.artifacts import ArtifactRefIOManager
-from ml_core.demo_world import DemoWorld
-from ml_core.fixture_world import FixtureWorld
 from pipelines.jobs import ALL_JOBS
 from pipelines.schedules import ALL_SCHEDULES
 from pipelines.sensors import ALL_SENSORS
@@ -15,6 +13,7 @@ from resources.dataset_catalog import DatasetCatalog
 from resources.image_encoder import ImageEncoderResource
 from resources.model_zoo import ModelZoo
 from resources.performance_table import PerformanceTableResource
+from worlds import World
 
 
 def default_resources(store: ArtifactStore | None = None) -> dict[str, object]:
@@ -22,7 +21,7 @@ def default_resources(store: ArtifactStore | None = None) -> dict[str, object]:
     store = store or ArtifactStore()
     return {
         "store": store,
-        "artifact_io_manager": ArtifactRefIOManager(store=store),
+        "io_manager": ArtifactRefIOManager(store=store),
         "zoo": ModelZoo(),
         "catalog": DatasetCatalog(),
         "performance_table": PerformanceTableResource(),
@@ -31,10 +30,10 @@ def default_resources(store: ArtifactStore | None = None) -> dict[str, object]:
     }
 
 
-def world_resources(world: FixtureWorld | DemoWorld, store: ArtifactStore | None = None) -> dict[str, object]:
-    """Resources pointing at a generated world: its zoo, datasets and encoder; its performance
-    table if it has one (the fixture world), else none, so ``transfer_performance`` measures it
-    (the demo world)."""
+def world_resources(world: World, store: ArtifactStore | None = None) -> dict[str, object]:
+    """Resources pointing at a built-in world: its zoo, datasets and encoder; its performance
+    table if it has one (the stand-in's), else none, so ``transfer_performance`` measures it (the
+    demo scales)."""
     spec = world.encoder_spec
     return default_resources(store) | {
         "zoo": ModelZoo(root=str(world.zoo_dir)),

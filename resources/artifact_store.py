@@ -4,6 +4,7 @@ Layout under the root::
 
     <asset>/<partition or _>/<cache key>/...   one published artifact (manifest.json last)
     _refs/<asset>/<partition or _>.json        which artifact is current (written by the IO manager)
+    _fingerprints/<kind>-<key>.json            an input's content hash, by (path, size, mtime)
 """
 
 from __future__ import annotations
@@ -14,11 +15,20 @@ from dagster import ConfigurableResource
 from pydantic import Field
 from upath import UPath
 
-from ml_core.naming import is_safe_key
-from ml_core.storage import STALE_AFTER_SECONDS, as_upath, collect_stale_temporaries, read_manifest, redact_url
+from ml_core.artifacts import (
+    STALE_AFTER_SECONDS,
+    FingerprintCache,
+    as_upath,
+    collect_stale_temporaries,
+    is_safe_key,
+    read_manifest,
+    redact_url,
+)
 from resources.settings import default_artifact_root
 
 UNPARTITIONED = "_"
+FINGERPRINTS_DIR = "_fingerprints"
+_FINGERPRINT_CACHES: dict[str, FingerprintCache] = {}  # one per store root in a process
 
 
 class ArtifactStore(ConfigurableResource):
@@ -42,6 +52,14 @@ class ArtifactStore(ConfigurableResource):
     def root_path(self) -> UPath:
         return as_upath(self.root)
 
+    @property
+    def fingerprints(self) -> FingerprintCache:
+        """The inputs' content fingerprints, each computed once per (path, size, mtime) and recorded
+        under ``_fingerprints/`` in the store (see :mod:`ml_core.artifacts.fingerprints`)."""
+        if self.root not in _FINGERPRINT_CACHES:
+            _FINGERPRINT_CACHES[self.root] = FingerprintCache(self.root_path / FINGERPRINTS_DIR)
+        return _FINGERPRINT_CACHES[self.root]
+
     def _segment(self, value: str | None) -> str:
         if value is None:
             return UNPARTITIONED
@@ -61,7 +79,7 @@ class ArtifactStore(ConfigurableResource):
 
     def collect_garbage(self, older_than_s: float = STALE_AFTER_SECONDS, now: float | None = None) -> list[UPath]:
         """Remove staging leftovers of killed runs anywhere in the store (see
-        :func:`ml_core.storage.collect_stale_temporaries`); published artifacts are never touched."""
+        :func:`ml_core.artifacts.storage.collect_stale_temporaries`); published artifacts are never touched."""
         removed: list[UPath] = []
         root = self.root_path
         if not root.exists():

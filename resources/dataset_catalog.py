@@ -11,7 +11,7 @@ from typing import Any
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from ml_core.naming import partition_key
+from ml_core.artifacts import partition_key
 from resources.settings import default_datasets_dir
 
 logger = logging.getLogger(__name__)

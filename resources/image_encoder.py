@@ -7,8 +7,8 @@ from typing import Literal
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from ml_core.image_encoder import ImageEncoderSpec
-from resources.settings import default_encoder
+from ml_core.images import ImageEncoderSpec
+from resources.settings import default_encoder, downloads_allowed
 
 
 class ImageEncoderResource(ConfigurableResource):
@@ -26,6 +26,9 @@ class ImageEncoderResource(ConfigurableResource):
     )
     precision: Literal["fp32", "bf16"] = "fp32"
     normalize: bool = True
+    allow_download: bool = Field(
+        default_factory=downloads_allowed, description="let open_clip download a tag's weights (MODELREC_ALLOW_DOWNLOAD)"
+    )
 
     def spec(self, device: str = "cpu") -> ImageEncoderSpec:
         return ImageEncoderSpec(
@@ -37,4 +40,5 @@ class ImageEncoderResource(ConfigurableResource):
             precision=self.precision,
             device=device,
             normalize=self.normalize,
+            allow_download=self.allow_download,
         )

@@ -11,8 +11,8 @@ from typing import Any
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from ml_core.checkpoints import CHECKPOINT_SUFFIXES
-from ml_core.naming import partition_key
+from ml_core.artifacts import partition_key
+from ml_core.weights import CHECKPOINT_SUFFIXES
 from resources.settings import default_zoo_dir, setting
 
 logger = logging.getLogger(__name__)

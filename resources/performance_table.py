@@ -7,7 +7,7 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from ml_core.performance_table import PerformanceTable, load_performance_table
+from ml_core.ground_truth import PerformanceTable, load_performance_table
 from resources.settings import default_performance_table
 
 

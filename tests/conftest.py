@@ -1,13 +1,29 @@
-"""Shared test settings: offline, quiet, deterministic."""
+"""Shared test settings (offline, quiet, deterministic) and the worlds the test modules share."""
 
 import os
 
 import pytest
 import torch
 
+from worlds import World, build_world
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MODELREC_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+@pytest.fixture(scope="session")
+def reduced_world(tmp_path_factory) -> World:
+    """The REDUCED demo world (5 models, 4 datasets), built once per session and shared; never modify it
+    (copy it first: ``shutil.copytree``)."""
+    return build_world(tmp_path_factory.getbasetemp() / "reduced_world", scale="reduced", seed=0)
+
+
+@pytest.fixture(scope="session")
+def standin_world(tmp_path_factory) -> World:
+    """The STAND-IN world (6 small models, ``.pt`` checkpoints, a probe table, a random open_clip
+    encoder), built once per session and shared by the pipeline tests; never modify it."""
+    return build_world(tmp_path_factory.getbasetemp() / "standin_world", scale="standin", seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -1,31 +1,39 @@
-"""Shared set-up for the pipeline tests: a small fixture world and resources pointing at it."""
+"""Shared set-up for the pipeline tests: resources pointing at a built-in world, fast run config."""
 
+import shutil
 from pathlib import Path
 from typing import Any
 
-from ml_core.fixture_world import FixtureWorld, build_fixture_world
 from pipelines.definitions import world_resources
 from resources.artifact_store import ArtifactStore
+from worlds import World, build_world
 
 # Small but real settings: the same code paths, fewer epochs.
 FAST_RUN_CONFIG: dict[str, Any] = {
     "ops": {
-        "autoencoder": {"config": {"epochs": 2, "max_chunks_per_model": 64, "hidden_dim": 256, "code_dim": 64}},
-        "ranking_transformer": {"config": {"epochs": 4, "d_model": 32, "dim_feedforward": 64}},
-        "ranker_evaluation": {"config": {"epochs": 2, "d_model": 16, "models_folds": 2, "val_families": 1}},
+        "autoencoder": {"config": {"model": {"hidden_dim": 256, "code_dim": 64}, "trainer": {"epochs": 2},
+                                   "max_chunks_per_model": 64}},
+        "ranking_transformer": {"config": {"training": {"model": {"d_model": 32, "dim_feedforward": 64},
+                                                        "trainer": {"epochs": 4}}}},
+        "ranker_evaluation": {"config": {"base": {"model": {"d_model": 16, "dim_feedforward": 32},
+                                                  "trainer": {"epochs": 2}},
+                                         "models_folds": 2, "val_families": 1}},
     }
 }
 
 
-def small_world(root: Path) -> FixtureWorld:
-    return build_fixture_world(root, seed=0, n_images_per_class=6)
+def copy_world(world: World, root: Path) -> World:
+    """A private copy of a shared session world under ``root``, for a module that adds or removes files
+    (the copy is a cache hit of the same build)."""
+    shutil.copytree(world.root, root)
+    return build_world(root, scale=world.scale, seed=world.manifest().seed)
 
 
-def resources_for(world: FixtureWorld, artifact_root: Path) -> dict[str, Any]:
+def resources_for(world: World, artifact_root: Path) -> dict[str, Any]:
     return world_resources(world, ArtifactStore(root=str(artifact_root)))
 
 
-def world_env(world: FixtureWorld, artifact_root: Path) -> dict[str, str]:
+def world_env(world: World, artifact_root: Path) -> dict[str, str]:
     """The same configuration as environment variables (for the Dagster CLI)."""
     spec = world.encoder_spec
     return {

@@ -3,19 +3,22 @@
 import numpy as np
 import torch
 
-from ml_core.autoencoder import (
+from ml_core.trainer import TrainerConfig
+from ml_core.weights import (
     AutoEncoder,
     AutoEncoderArtifact,
     AutoEncoderConfig,
     AutoEncoderTrainingConfig,
     ChunkNormalizer,
+    ModelEmbedding,
+    StateDictReader,
+    embed_model,
+    pool_codes,
+    read_model_parameters,
     reconstruction_loss,
     train_autoencoder,
+    write_model_parameters,
 )
-from ml_core.checkpoints import StateDictReader
-from ml_core.embeddings import ModelEmbedding, embed_model, pool_codes
-from ml_core.model_parameters import read_model_parameters, write_model_parameters
-from ml_core.trainer import TrainerConfig
 
 SMALL = AutoEncoderConfig(input_dim=256, hidden_dim=64, code_dim=16, dropout=0.0)
 

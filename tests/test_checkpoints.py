@@ -7,7 +7,7 @@ import torch
 import torchvision
 from safetensors.torch import save_file
 
-from ml_core.checkpoints import CheckpointError, open_checkpoint
+from ml_core.weights import CheckpointError, open_checkpoint
 
 
 def _sd():

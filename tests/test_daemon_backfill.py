@@ -7,17 +7,19 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus
 from dagster._core.instance.ref import InstanceRef
 
-from tests.pipeline_helpers import small_world, world_env
+from tests.pipeline_helpers import world_env
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # dagster-daemon and CLI subprocesses
 BIN = Path(sys.executable).parent
 
 
-def test_backfill_of_three_datasets_materializes_their_tokens(tmp_path):
-    world = small_world(tmp_path / "world")
+def test_backfill_of_three_datasets_materializes_their_tokens(tmp_path, standin_world):
+    world = standin_world
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").touch()

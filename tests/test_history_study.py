@@ -4,19 +4,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_core.dataset_tokens import DatasetTokens
-from ml_core.evaluation_folds import leave_family_out_folds
-from ml_core.history_study import (
+from ml_core.evaluation import (
     ALL,
+    EvaluationConfig,
+    EvaluationData,
     doubling_slope,
+    evaluate_fold,
     history_jobs,
+    leave_family_out_folds,
     mean_and_standard_error,
     relatives_table,
     run_history_study,
     size_table,
 )
-from ml_core.ranker_evaluation import EvaluationConfig, EvaluationData, evaluate_fold
-from ml_core.ranker_training import RankerTrainingConfig
+from ml_core.images import DatasetTokens
+from ml_core.ranking import RankerConfig, RankerTrainingConfig
 from ml_core.trainer import TrainerConfig
 
 # every family has its own way of ranking the models, and its own look (descriptor direction)
@@ -43,10 +45,10 @@ def _world(n_models: int = 8, seed: int = 0) -> EvaluationData:
     )
 
 
-def _config() -> EvaluationConfig:
-    linear = RankerTrainingConfig(architecture="linear", baseline_features=True, residual_init=True,
+def _variants() -> dict[str, RankerTrainingConfig]:
+    linear = RankerTrainingConfig(model=RankerConfig(architecture="linear", baseline_features=True, residual_init=True),
                                   trainer=TrainerConfig(epochs=2, scheduler="none"))
-    return EvaluationConfig({"linear": linear})
+    return {"linear": linear}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +56,7 @@ def study():
     data = _world()
     folds = leave_family_out_folds(data.dataset_names, data.families, val_families=1, seed=0)
     jobs = history_jobs(folds, data.families, [1, 2, 9], repeats=2, seed=0)
-    return data, folds, jobs, run_history_study(data, jobs, _config())
+    return data, folds, jobs, run_history_study(data, jobs, EvaluationConfig(), _variants())
 
 
 def test_jobs_cover_every_size_below_the_full_history_and_the_relatives(study):
@@ -84,7 +86,7 @@ def test_size_table_averages_the_subsets_and_keeps_the_full_history_as_is(study)
         n_train = part.set_index("size")["n_train"]
         assert n_train["1"] < n_train["2"] < n_train[ALL]
         full = next(f for f in folds if f.name == fold)
-        direct = pd.DataFrame(evaluate_fold(data, full, _config()))
+        direct = pd.DataFrame(evaluate_fold(data, full, EvaluationConfig(), variants=_variants()))
         direct = direct[(direct["split"] == "test") & (direct["method"] == "prior")]["weighted_tau_truth"].mean()
         assert part.set_index("size").loc[ALL, "prior"] == pytest.approx(direct)
 

@@ -14,15 +14,15 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from ml_core.image_encoder import (
+from ml_core.artifacts import sha256_file
+from ml_core.images import (
     RANDOM_WEIGHTS_NOTE,
     ImageEncoderError,
     ImageEncoderSpec,
     load_image_encoder,
     write_random_open_clip_standin,
 )
-from ml_core.storage import sha256_file
-
+from resources.image_encoder import ImageEncoderResource
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -125,9 +125,11 @@ def test_tag_offline_fails_fast_with_local_file_advice(monkeypatch, tmp_path, en
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    spec = ImageEncoderResource(kind="open_clip", architecture="ViT-B-32", pretrained="openai", image_size=None).spec()
+    assert not spec.allow_download  # the settings say offline
     start = time.perf_counter()
     with pytest.raises(ImageEncoderError) as caught:
-        load_image_encoder(ImageEncoderSpec(architecture="ViT-B-32", pretrained="openai"))
+        load_image_encoder(spec)
     assert time.perf_counter() - start < 2.0
     message = str(caught.value)
     assert "'openai'" in message and "offline" in message
@@ -209,8 +211,11 @@ def test_model_config_file_must_be_named_after_the_architecture(tmp_path, standi
 
 # ----------------------------------------------------------------------------- EfficientNet-Lite0 (ImageNet)
 
-from ml_core.fingerprints import encoder_spec_fingerprint  # noqa: E402
-from ml_core.image_encoder import EFFICIENTNET_NOTE, efficientnet_lite0_weights_file  # noqa: E402
+from ml_core.images import (  # noqa: E402
+    EFFICIENTNET_NOTE,
+    efficientnet_lite0_weights_file,
+    encoder_spec_fingerprint,  # noqa: E402
+)
 
 
 def _efficientnet(size: int = 64, **kwargs) -> ImageEncoderSpec:
@@ -262,3 +267,16 @@ def test_efficientnet_spec_checks_and_fingerprint_sees_the_size(tmp_path):
                                             pretrained=str(tmp_path / "missing.pth")))
     with pytest.raises(ImageEncoderError, match="allow_random is False"):
         load_image_encoder(ImageEncoderSpec(kind="efficientnet_lite0", architecture="efficientnet-lite0", pretrained=None))
+
+
+@pytest.mark.parametrize(
+    ("env", "allowed"),
+    [({"MODELREC_ALLOW_DOWNLOAD": "1"}, True), ({"MODELREC_ALLOW_DOWNLOAD": "1", "MODELREC_OFFLINE": "1"}, False),
+     ({"MODELREC_ALLOW_DOWNLOAD": "1", "HF_HUB_OFFLINE": "1"}, False), ({}, False)],
+)
+def test_downloads_are_allowed_only_by_the_setting_and_no_offline_flag(monkeypatch, env, allowed):
+    for name in ("HF_HUB_OFFLINE", "MODELREC_OFFLINE", "MODELREC_ALLOW_DOWNLOAD"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert ImageEncoderResource(kind="open_clip", architecture="ViT-B-32", pretrained="openai", image_size=None).spec().allow_download is allowed

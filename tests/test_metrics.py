@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ml_core.ground_truth import load_performance_table
 from ml_core.metrics import (
     kendall_tau_b,
     mean_report,
@@ -22,10 +23,6 @@ from ml_core.metrics import (
     weighted_tau,
 )
 from tests.reference_tables import reference_dir
-from ml_core.performance_table import load_performance_table
-
-
-
 
 TRUE = np.array([0.70, 0.90, 0.80, 0.60, 0.75])
 PERFECT = TRUE * 3 + 1  # any increasing transform of the truth is a perfect prediction

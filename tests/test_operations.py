@@ -7,9 +7,9 @@ import pytest
 from dagster import (
     AssetKey,
     AssetRecordsFilter,
+    DagsterInstance,
     build_schedule_context,
     build_sensor_context,
-    DagsterInstance,
     evaluate_automation_conditions,
     materialize,
 )
@@ -20,13 +20,13 @@ from pipelines.definitions import build_definitions
 from pipelines.runner import STAGES, materialize_all
 from pipelines.schedules import reembed_stale_models
 from pipelines.sensors import dataset_catalog_sensor, model_zoo_sensor
-from tests.pipeline_helpers import FAST_RUN_CONFIG, resources_for, small_world
+from tests.pipeline_helpers import FAST_RUN_CONFIG, copy_world, resources_for
 
 
 @pytest.fixture(scope="module")
-def ops(tmp_path_factory):
+def ops(tmp_path_factory, standin_world):
     root = tmp_path_factory.mktemp("ops")
-    world = small_world(root / "world")
+    world = copy_world(standin_world, root / "world")  # this module adds and replaces files
     resources = resources_for(world, root / "artifacts")
     # a real sqlite instance in a folder (schedules need its ref); unlike instance_for_test it sets
     # no process-wide state that would outlive this module

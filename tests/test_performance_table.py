@@ -9,16 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.reference_tables import reference_dir
-from ml_core.performance_table import (
+from ml_core.ground_truth import (
     PerformanceTable,
     PerformanceTableError,
     check_names,
     load_performance_table,
     normalize_name,
 )
-
-
+from tests.reference_tables import reference_dir
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

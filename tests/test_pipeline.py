@@ -11,19 +11,17 @@ import pytest
 from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
-from assets.artifacts import ArtifactRef
-from assets.model_recommendations import load_recommendations
-from ml_core.storage import read_json
+from assets.artifacts import current_artifact
 from pipelines.runner import STAGES, materialize_all
-from tests.pipeline_helpers import FAST_RUN_CONFIG, small_world, resources_for, world_env
+from tests.pipeline_helpers import FAST_RUN_CONFIG, resources_for, world_env
 
 ASSETS = [asset for asset, _ in STAGES]
 
 
 @pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory):
+def pipeline_run(tmp_path_factory, standin_world):
     root = tmp_path_factory.mktemp("pipeline")
-    world = small_world(root / "world")
+    world = standin_world
     resources = resources_for(world, root / "artifacts")
     (root / "dagster_home").mkdir()
     instance = DagsterInstance.local_temp(str(root / "dagster_home"))  # sqlite in a folder, like a user's
@@ -63,8 +61,7 @@ def test_recommendations_rank_the_whole_zoo(pipeline_run):
     store = pipeline_run["resources"]["store"]
     world = pipeline_run["world"]
     for dataset in world.dataset_names:
-        ref = ArtifactRef.from_dict(read_json(store.ref_path("model_recommendations", dataset)))
-        table = load_recommendations(ref, store)
+        table = current_artifact(store, "model_recommendations", dataset).load()
         assert sorted(table["model"]) == sorted(world.model_names)
         assert list(table["rank"]) == sorted(table["rank"])  # best first
         assert table["score"].is_monotonic_decreasing
@@ -102,7 +99,9 @@ def test_config_change_rebuilds_only_that_asset_and_downstream(pipeline_run):
     # content-addressed: downstream rebuilds exactly when the retrained ranker's bytes changed (the linear
     # ranker may early-stop at its deterministic start, whatever the seed)
     assert ("model_recommendations" in rebuilt) == (ranker_version(records) != ranker_version(first))
-    config["ops"]["ranking_transformer"]["config"].update(architecture="cross_attention", lr=1e-3)
+    training = config["ops"]["ranking_transformer"]["config"]["training"]
+    training["model"]["architecture"] = "cross_attention"
+    training["trainer"]["lr"] = 1e-3
     records = materialize_all(instance, resources=resources, run_config=config)
     assert ranker_version(records) != ranker_version(first)  # another architecture: other bytes
     assert {r.asset for r in records if not r.cache_hit} == {"ranking_transformer", "model_recommendations"}
@@ -134,6 +133,7 @@ def _cli(args, env, cwd):
     )
 
 
+@pytest.mark.slow  # Dagster CLI subprocesses
 def test_dagster_cli_materializes_the_same_versions(pipeline_run, tmp_path):
     """`dagster asset materialize` on a persistent DAGSTER_HOME gives the in-process data versions."""
     world = pipeline_run["world"]

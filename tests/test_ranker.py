@@ -8,13 +8,22 @@ import numpy as np
 import pytest
 import torch
 
-from ml_core.baselines import data_free_prior
-from ml_core.dataset_tokens import DatasetTokens
-from ml_core.losses import TemperatureSchedule, list_mle_loss, pairwise_logistic_loss
-from ml_core.ranker import RankerConfig, RankingCrossAttentionTransformer
-from ml_core.ranker_training import RankerArtifact, RankerTrainer, RankerTrainingConfig, train_ranker
-from ml_core.ranking_data import ModelTokenNormalizer, RankingCorpus, build_combined_similarity_loader
-from ml_core.splits import assign_dataset_splits
+from ml_core.images import DatasetTokens
+from ml_core.ranking import (
+    ModelTokenNormalizer,
+    RankerArtifact,
+    RankerConfig,
+    RankerTrainingConfig,
+    RankingCorpus,
+    RankingCrossAttentionTransformer,
+    TemperatureSchedule,
+    assign_dataset_splits,
+    build_combined_similarity_loader,
+    list_mle_loss,
+    pairwise_logistic_loss,
+    train_ranker,
+)
+from ml_core.ranking.baselines import data_free_prior
 from ml_core.trainer import TrainerConfig
 
 
@@ -130,7 +139,7 @@ def test_loader_batch_has_the_documented_keys_shapes_and_masks():
 def test_training_lowers_the_ranking_loss_and_artifact_round_trips(tmp_path):
     corpus = _corpus()
     config = RankerTrainingConfig(
-        d_model=16, nhead=2, dim_feedforward=32, max_rows=4, batch_size=3, dropout=0.0,
+        model=RankerConfig(d_model=16, nhead=2, dim_feedforward=32, dropout=0.0), max_rows=4, batch_size=3,
         trainer=TrainerConfig(epochs=30, lr=3e-3, scheduler="none", early_stopping_patience=None),
     )
     artifact, history = train_ranker(corpus, config, tmp_path)
@@ -162,8 +171,9 @@ def test_cross_attention_ranker_with_baseline_features_round_trips(tmp_path):
     corpus = _corpus()
     families = {name: f"fam{i // 2}" for i, name in enumerate(corpus.dataset_names)}
     config = RankerTrainingConfig(
-        d_model=16, nhead=2, dim_feedforward=32, token_mode="class_means", architecture="cross_attention",
-        baseline_features=True, loss="pairwise", model_dropout=0.3,
+        model=RankerConfig(d_model=16, nhead=2, dim_feedforward=32, architecture="cross_attention",
+                           baseline_features=True),
+        token_mode="class_means", loss="pairwise", model_dropout=0.3,
         trainer=TrainerConfig(epochs=5, lr=3e-3, scheduler="none", early_stopping_patience=None),
     )
     artifact, history = train_ranker(corpus, config, tmp_path, families=families)
@@ -184,9 +194,9 @@ def test_cross_attention_ranker_with_baseline_features_round_trips(tmp_path):
 def test_residual_init_starts_as_the_sum_of_the_baseline_features():
     torch.manual_seed(0)
     config = RankerConfig(dataset_token_dim=6, model_token_dim=5, d_model=16, nhead=2, dim_feedforward=32,
-                          dropout=0.0, architecture="cross_attention", model_feature_dim=2, residual_init=True)
+                          dropout=0.0, architecture="cross_attention", baseline_features=True, residual_init=True)
     model = RankingCrossAttentionTransformer(config).eval()
-    features = torch.randn(2, 4, 2)
+    features = torch.randn(2, 4, 3)
     scores = model(torch.randn(2, 7, 6), torch.randn(2, 4, 5), model_features=features)
     torch.testing.assert_close(scores, features.sum(-1))  # zero correction: the baselines' order exactly
     plain = RankingCrossAttentionTransformer(replace(config, residual_init=False)).eval()
@@ -197,8 +207,9 @@ def test_residual_ranker_validates_its_starting_point(tmp_path):
     corpus = _corpus()
     families = {name: f"fam{i // 2}" for i, name in enumerate(corpus.dataset_names)}
     config = RankerTrainingConfig(
-        d_model=16, nhead=2, dim_feedforward=32, token_mode="class_means", architecture="cross_attention",
-        baseline_features=True, residual_init=True, loss="pairwise",
+        model=RankerConfig(d_model=16, nhead=2, dim_feedforward=32, architecture="cross_attention",
+                           baseline_features=True, residual_init=True),
+        token_mode="class_means", loss="pairwise",
         trainer=TrainerConfig(epochs=2, lr=3e-3, scheduler="none", early_stopping_patience=None),
     )
     _, history = train_ranker(corpus, config, tmp_path, families=families)
@@ -207,10 +218,10 @@ def test_residual_ranker_validates_its_starting_point(tmp_path):
 
 
 def test_linear_ranker_needs_features_and_scores_their_weighted_sum():
-    with pytest.raises(ValueError, match="model_feature_dim"):
+    with pytest.raises(ValueError, match="baseline_features"):
         RankingCrossAttentionTransformer(RankerConfig(dataset_token_dim=6, model_token_dim=5, architecture="linear"))
     model = RankingCrossAttentionTransformer(
-        RankerConfig(dataset_token_dim=6, model_token_dim=5, architecture="linear", model_feature_dim=3, residual_init=True)
+        RankerConfig(dataset_token_dim=6, model_token_dim=5, architecture="linear", baseline_features=True, residual_init=True)
     )
     features = torch.randn(2, 4, 3)
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 1]], dtype=torch.bool)
@@ -237,7 +248,8 @@ def test_linear_ranker_learns_to_follow_the_source_similarity(tmp_path):
     corpus = RankingCorpus([f"m{j}" for j in range(n_models)], rng.normal(size=(n_models, 4)).astype(np.float32),
                            names, tokens, np.array(accuracy), splits, model_sources=sources)
     families = {n: n for n in names}
-    config = RankerTrainingConfig(architecture="linear", baseline_features=True, loss="pairwise", token_mode="class_means",
+    config = RankerTrainingConfig(model=RankerConfig(architecture="linear", baseline_features=True), loss="pairwise",
+                                  token_mode="class_means",
                                   trainer=TrainerConfig(epochs=40, lr=0.05, scheduler="none", early_stopping_patience=None))
     artifact, _ = train_ranker(corpus, config, tmp_path, families=families)
     weights = artifact.model.skip.weight.detach().numpy()[0]

@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_core.performance_table import PerformanceTable
-from ml_core.ranks import GROUND_TRUTH_COLUMNS, ground_truth_ranks
+from ml_core.ground_truth import GROUND_TRUTH_COLUMNS, PerformanceTable, ground_truth_ranks
 
 
 @pytest.fixture

@@ -23,12 +23,10 @@ import torch
 from dagster import DagsterInstance
 from safetensors.torch import save_file
 
-from assets.model_parameters import PARAMS_DIR, model_parameters
-from ml_core.checkpoints import CheckpointError, open_checkpoint
-from ml_core.flatten import unflatten
-from ml_core.model_parameters import read_model_parameters, write_model_parameters
-from ml_core.naming import partition_key
-from ml_core.storage import read_json, read_manifest
+from assets.loaders import PARAMS_DIR
+from assets.model_parameters import model_parameters
+from ml_core.artifacts import partition_key, read_json, read_manifest
+from ml_core.weights import CheckpointError, open_checkpoint, read_model_parameters, unflatten, write_model_parameters
 from tests.test_robustness_helpers import (
     failure_text,
     materialize_partition,

@@ -23,12 +23,11 @@ from dagster import DagsterInstance
 from safetensors.torch import save_file
 from upath import UPath
 
-import ml_core.storage as storage
+import ml_core.artifacts.storage as storage
 from assets.artifacts import ArtifactRef
-from assets.model_parameters import PARAMS_DIR, model_parameters
-from ml_core.flatten import unflatten
-from ml_core.model_parameters import read_model_parameters
-from ml_core.storage import (
+from assets.loaders import PARAMS_DIR
+from assets.model_parameters import model_parameters
+from ml_core.artifacts import (
     HEARTBEAT_NAME,
     collect_stale_temporaries,
     read_json,
@@ -37,6 +36,7 @@ from ml_core.storage import (
     write_json,
     write_manifest,
 )
+from ml_core.weights import read_model_parameters, unflatten
 from resources.artifact_store import ArtifactStore
 from tests.test_robustness_helpers import failure_text, materialize_partition, metadata_of, temporaries, zoo_resources
 
@@ -319,6 +319,6 @@ def test_a_corrupt_reference_is_a_clear_error(tmp_path):
     assert materialize_partition(model_parameters, "m", resources, DagsterInstance.ephemeral()).success
     ref_path = resources["store"].ref_path("model_parameters", "m")
     Path(ref_path.path).write_text('{"asset": "model_parameters", "partition": "m", ')  # edited by hand, cut
-    io_manager = resources["artifact_io_manager"]
+    io_manager = resources["io_manager"]
     with pytest.raises(ValueError, match=r"m\.json: corrupt artifact reference .*re-materialize"):
         io_manager._load_one("model_parameters", "m")

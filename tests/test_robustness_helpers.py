@@ -24,7 +24,7 @@ QUIET: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "CRITIC
 
 def store_resources(root: Path | str) -> dict[str, Any]:
     store = ArtifactStore(root=str(root))
-    return {"store": store, "artifact_io_manager": ArtifactRefIOManager(store=store)}
+    return {"store": store, "io_manager": ArtifactRefIOManager(store=store)}
 
 
 def zoo_resources(zoo_dir: Path, artifact_root: Path | str, manifest: Path | None = None) -> dict[str, Any]:

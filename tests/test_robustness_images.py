@@ -21,9 +21,17 @@ from PIL import Image
 from upath import UPath
 
 from assets.dataset_tokens import dataset_tokens
-from ml_core.dataset_tokens import DatasetTokensError, TokenWriterConfig, read_dataset_tokens, write_dataset_tokens
-from ml_core.image_encoder import load_image_encoder, write_random_open_clip_standin
-from ml_core.image_folder import ImageFolderError, load_rgb_with_reason, scan_image_folder
+from ml_core.images import (
+    DatasetTokensError,
+    ImageFolderError,
+    TokenWriterConfig,
+    load_image_encoder,
+    load_rgb_with_reason,
+    read_dataset_tokens,
+    scan_image_folder,
+    write_dataset_tokens,
+    write_random_open_clip_standin,
+)
 from resources.compute import ComputeDevice
 from resources.dataset_catalog import DatasetCatalog
 from resources.image_encoder import ImageEncoderResource

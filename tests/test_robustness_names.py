@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from assets.artifacts import ArtifactRef, materialize_cached
 from assets.model_parameters import model_parameters
 from assets.partitions import models_partitions
-from ml_core.naming import MAX_KEY_LENGTH, is_safe_key, partition_key
+from ml_core.artifacts import MAX_KEY_LENGTH, is_safe_key, partition_key
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import CatalogError, discover_datasets
 from resources.model_zoo import ZooError, discover_zoo
@@ -115,10 +115,10 @@ def test_materialized_hostile_names_stay_under_the_artifact_root(tmp_path):
         assert path.is_relative_to(artifacts.resolve()) and path.parent.name == keys[name]
         assert metadata_of(result)["model"] == name  # the user's name is kept for display
     assert _outside(tmp_path, artifacts) == before  # nothing was created outside the root
-    assert all(is_safe_key(p.name) or p.name in ("_refs",) for p in artifacts.iterdir())
+    assert all(is_safe_key(p.name) or p.name in ("_refs", "_fingerprints") for p in artifacts.iterdir())
 
 
-@asset(partitions_def=models_partitions, io_manager_key="artifact_io_manager")
+@asset(partitions_def=models_partitions, io_manager_key="io_manager")
 def probe_store(context, store: ArtifactStore):
     def build(directory):
         (directory / "data.txt").write_text("x")
@@ -128,7 +128,7 @@ def probe_store(context, store: ArtifactStore):
                               config={}, inputs={}, build=build, log=context.log).ref
 
 
-@asset(partitions_def=models_partitions, io_manager_key="artifact_io_manager")
+@asset(partitions_def=models_partitions, io_manager_key="io_manager")
 def probe_refs(context):
     return ArtifactRef("probe_refs", "safe", "0" * 32, "content")
 

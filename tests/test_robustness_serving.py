@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from upath import UPath
 
 from assets.model_parameters import model_parameters
-from ml_core.storage import redact_url, staged_directory, write_manifest
+from ml_core.artifacts import redact_url, staged_directory, write_manifest
 from resources.artifact_store import ArtifactStore
 from resources.compute import ComputeDevice
 from resources.dataset_catalog import DatasetCatalog

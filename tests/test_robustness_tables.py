@@ -18,8 +18,8 @@ from safetensors.torch import save_file
 
 from assets.ground_truth_ranks import ground_truth_ranks
 from assets.partitions import datasets_partitions
-from ml_core.performance_table import PerformanceTableError, load_performance_table
-from ml_core.storage import read_manifest
+from ml_core.artifacts import read_manifest
+from ml_core.ground_truth import PerformanceTableError, load_performance_table
 from resources.dataset_catalog import DatasetCatalog
 from resources.performance_table import PerformanceTableResource
 from tests.test_robustness_helpers import failure_text, materialize_partition, metadata_of, zoo_resources
@@ -92,7 +92,7 @@ def test_more_malformed_tables_are_clear_errors(tmp_path, name, text, pattern):
 # ground_truth_ranks may read measured results of other assets when no table is configured;
 # with a user table they are not needed, so they stand here as upstream sources never materialized.
 UPSTREAM = tuple(
-    SourceAsset(key, partitions_def=datasets_partitions, io_manager_key="artifact_io_manager")
+    SourceAsset(key, partitions_def=datasets_partitions, io_manager_key="io_manager")
     for key in ground_truth_ranks.dependency_keys
     if key != AssetKey("ground_truth_ranks")
 )

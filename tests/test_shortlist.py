@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ml_core.shortlist import (
+from ml_core.ranking import (
     coverage_shortlist,
     default_shortlist_size,
     history_regret,

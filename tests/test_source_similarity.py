@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from ml_core.nearest_dataset import nearest_dataset_scores
-from ml_core.ranker_features import BaselineReference
-from ml_core.source_similarity import (
+from ml_core.ranking import BaselineReference
+from ml_core.ranking.baselines import (
     distinct_sources,
     nearest_by_profile,
+    nearest_dataset_scores,
     source_profiles,
     source_similarity,
     source_similarity_scores,

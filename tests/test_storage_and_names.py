@@ -7,8 +7,7 @@ import torch
 from safetensors.torch import save_file
 from upath import UPath
 
-from ml_core.naming import is_safe_key, partition_key
-from ml_core.storage import read_manifest, staged_directory, write_manifest
+from ml_core.artifacts import is_safe_key, partition_key, read_manifest, staged_directory, write_manifest
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import discover_datasets
 from resources.model_zoo import ZooError, discover_zoo

@@ -10,31 +10,31 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from ml_core.demo_world import build_demo_world
-from ml_core.transfer import (
+from ml_core.artifacts import folder_content_fingerprint
+from ml_core.ground_truth import (
     TransferError,
-    TransferModelCard,
     TransferProtocol,
     assess_spread,
     cell_key,
-    dataset_content_fingerprint,
     load_split,
     load_zoo_model,
     measure_transfer,
     table_spread,
+    transfer_card,
 )
+from ml_core.weights import ModelCard
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FAST = {"epochs": 3, "min_steps": 20}
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return build_demo_world(tmp_path_factory.getbasetemp() / "reduced_demo_world", scale="reduced", seed=0)
+def world(reduced_world):
+    return reduced_world
 
 
-def _card(world, name: str) -> TransferModelCard:
-    return TransferModelCard.from_sidecar(json.loads((world.zoo_dir / f"{name}.json").read_text()), world.zoo_dir / name)
+def _card(world, name: str) -> ModelCard:
+    return transfer_card(json.loads((world.zoo_dir / f"{name}.json").read_text()), world.zoo_dir / name)
 
 
 @pytest.fixture(scope="module")
@@ -95,23 +95,23 @@ def test_efficientnet_cell_resizes_to_its_input_size(world, colours):
 
 def test_inputs_are_checked_with_the_file_named(world, colours, tmp_path):
     with pytest.raises(TransferError, match=r"nothing\.safetensors: no sidecar with an 'architecture'"):
-        TransferModelCard.from_sidecar({}, tmp_path / "nothing.safetensors")
+        transfer_card({}, tmp_path / "nothing.safetensors")
     card = _card(world, "smallcnn_digits")
-    wrong = TransferModelCard.model_validate({**card.model_dump(), "arch_kwargs": {"width": 8, "depth": 3}})
+    wrong = card.model_copy(update={"arch_kwargs": {"width": 8, "depth": 3}})
     with pytest.raises(TransferError, match="smallcnn_digits.safetensors: weights do not fit 'smallcnn'"):
         load_zoo_model(world.zoo_dir / "smallcnn_digits.safetensors", wrong)
     (colours / "extra" / "green").mkdir(parents=True)
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(colours / "extra" / "green" / "0.png")
     with pytest.raises(TransferError, match=r"extra: classes \['green'\] are not in the train split"):
         load_split(colours, "extra", ["blue", "red"])
-    # the fixture world's cards (one float for every channel) are accepted too
-    legacy = TransferModelCard.model_validate({"architecture": "smallcnn", "num_classes": 4, "pixel_mean": 0.5, "pixel_std": 0.25})
+    # cards with one float for every channel are accepted too
+    legacy = transfer_card({"architecture": "smallcnn", "num_classes": 4, "pixel_mean": 0.5, "pixel_std": 0.25}, tmp_path / "x")
     assert legacy.pixel_mean == [0.5] * 3 and legacy.input_size == 32
 
 
 def test_cell_key_changes_with_each_input(world, colours):
     card = _card(world, "smallcnn_digits")
-    fp = dataset_content_fingerprint(colours, ["train", "test"])
+    fp = folder_content_fingerprint(colours)
     base = cell_key("sha-a", card, fp, TransferProtocol())
     assert base == cell_key("sha-a", card, fp, TransferProtocol())
     assert len({base, cell_key("sha-b", card, fp, TransferProtocol()), cell_key("sha-a", card, "other", TransferProtocol()),
@@ -119,7 +119,7 @@ def test_cell_key_changes_with_each_input(world, colours):
     target = colours / "test" / "red" / "0.png"
     original = target.read_bytes()
     target.write_bytes(original)  # same bytes, new mtime: same content fingerprint
-    assert dataset_content_fingerprint(colours, ["train", "test"]) == fp
+    assert folder_content_fingerprint(colours) == fp
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ml_core.transferability import evidence, h_score, logme, logme_fit
+from ml_core.ground_truth import evidence, h_score, logme, logme_fit
 
 
 @pytest.mark.parametrize("n,d", [(200, 5), (12, 30)])

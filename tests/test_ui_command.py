@@ -9,7 +9,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.pipeline_helpers import small_world, world_env
+import pytest
+
+from tests.pipeline_helpers import world_env
+
+pytestmark = pytest.mark.slow  # dagster dev: webserver + daemon subprocesses
 
 REPO = Path(__file__).resolve().parents[1]
 LOCATION = "pipelines.definitions:defs"
@@ -36,8 +40,8 @@ def _listening_addresses(port: int) -> set[str]:
     return {line.split()[3].rsplit(":", 1)[0] for line in out.splitlines() if line.split()[3].endswith(f":{port}")}
 
 
-def test_make_ui_serves_on_localhost_with_automation_running(tmp_path):
-    world = small_world(tmp_path / "world")
+def test_make_ui_serves_on_localhost_with_automation_running(tmp_path, standin_world):
+    world = standin_world
     home = tmp_path / "dagster_home"
     port = _free_port()
     env = os.environ | world_env(world, tmp_path / "artifacts") | {"DAGSTER_HOME": str(home)}

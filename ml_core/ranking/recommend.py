@@ -1,0 +1,106 @@
+"""Rank a whole zoo for one dataset: the table a user reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml_core.images import DatasetTokens
+from ml_core.metrics import ranking_report, ranks_from_scores
+from ml_core.ranking.baselines import data_free_prior
+from ml_core.ranking.shortlist import default_shortlist_size, two_stage_shortlist
+from ml_core.ranking.training import RankerArtifact
+
+
+def recommendation_table(
+    model_names: list[str],
+    scores: np.ndarray,
+    *,
+    prior_scores: np.ndarray | None = None,
+    accuracy: np.ndarray | None = None,
+    shortlist: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """One row per model, best first: ``rank`` (0 = best), ``model``, ``score`` (higher = better).
+
+    Optional columns: ``shortlist`` (True for the models a two-stage run should pass through LogME,
+    given as their indices), ``prior_score`` (the data-free prior, for comparison), ``accuracy`` and
+    ``true_rank`` when the dataset's results are known.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    frame = pd.DataFrame({"model": model_names, "score": scores})
+    frame.insert(0, "rank", ranks_from_scores(scores))
+    if shortlist is not None:
+        frame["shortlist"] = np.isin(np.arange(len(scores)), np.asarray(shortlist, dtype=int))
+    if prior_scores is not None:
+        frame["prior_score"] = np.asarray(prior_scores, dtype=np.float64)
+    if accuracy is not None:
+        acc = np.asarray(accuracy, dtype=np.float64)
+        frame["accuracy"] = acc
+        true_rank = np.full(len(acc), -1, dtype=np.int64)
+        known = ~np.isnan(acc)
+        if known.any():
+            true_rank[known] = ranks_from_scores(acc[known])
+        frame["true_rank"] = true_rank
+    return frame.sort_values(["rank", "model"], kind="stable").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class RecommendationConfig:
+    """What a recommendation shows: the models named in its summary (``top_k_shown``) and the size of the
+    two-stage shortlist (``shortlist_size``; 0: a third of the zoo)."""
+
+    top_k_shown: int = 10
+    shortlist_size: int = 0
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The ranked zoo for one dataset (:func:`recommendation_table`) and what the UI says of it."""
+
+    table: pd.DataFrame
+    summary: dict[str, Any]
+
+
+def recommend(
+    ranker: RankerArtifact,
+    dataset: str,
+    tokens: DatasetTokens,
+    model_names: list[str],
+    model_tokens: np.ndarray,
+    ranks: pd.DataFrame,
+    config: RecommendationConfig,
+    model_sources: np.ndarray | None = None,
+) -> Recommendation:
+    """Rank every model for ``dataset`` with the trained ``ranker``.
+
+    Beside the score: the data-free prior of the ranker's training datasets, the dataset's measured
+    accuracies when the ground truth ``ranks`` has them (then the ranking's metrics go in the summary),
+    and the two-stage shortlist (the ranker's top picks, then the coverage of past results).
+    """
+    scores = ranker.score(tokens, model_tokens, model_names, model_sources)
+    accuracy_by_dataset = ranks.pivot(index="dataset_key", columns="model_key", values="accuracy").reindex(
+        columns=model_names
+    )
+    splits = ranker.info.get("splits", {})
+    train = [d for d, split in splits.items() if split == "train" and d in accuracy_by_dataset.index]
+    prior = data_free_prior(accuracy_by_dataset.loc[train].to_numpy()) if train else None
+    accuracy = (
+        accuracy_by_dataset.loc[dataset].to_numpy(dtype=np.float64) if dataset in accuracy_by_dataset.index else None
+    )
+    k = config.shortlist_size or default_shortlist_size(len(model_names))
+    short = two_stage_shortlist(scores, ranker.history(model_names), k)
+    table = recommendation_table(model_names, scores, prior_scores=prior, accuracy=accuracy, shortlist=short)
+    summary: dict[str, Any] = {
+        "n_models": len(model_names),
+        "split": splits.get(dataset, "unlabelled"),
+        "top_models": table["model"].head(config.top_k_shown).tolist(),
+        "shortlist": [model_names[i] for i in short],
+    }
+    if accuracy is not None and np.sum(~np.isnan(accuracy)) >= 2:
+        summary["ranker"] = ranking_report(accuracy, scores)
+        if prior is not None:
+            summary["prior"] = ranking_report(accuracy, prior)
+    return Recommendation(table, summary)
