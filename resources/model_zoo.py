@@ -12,7 +12,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from ml_core.artifacts import partition_key
-from ml_core.weights import CHECKPOINT_SUFFIXES
+from ml_core.weights import CHECKPOINT_SUFFIXES, ModelCard, ModelCardError, library_architecture
 from resources.settings import default_zoo_dir, setting
 
 logger = logging.getLogger(__name__)
@@ -29,9 +29,16 @@ class ZooEntry:
     name: str
     key: str
     path: Path
-    architecture: str | None = None
+    architecture: str | None = None  # the card's timm / torchvision network the weights load into, if any
     metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     card_path: Path | None = None  # the sidecar or manifest the metadata came from
+
+    def card(self) -> ModelCard:
+        """The model card (sidecar or manifest entry); :class:`ZooError` names the file when it is malformed."""
+        try:
+            return ModelCard.from_metadata(self.metadata, self.card_path or self.path)
+        except ModelCardError as err:
+            raise ZooError(str(err)) from err
 
     def source_images(self) -> Path | None:
         """The folder sampling this model's pre-training images, if its card names one
@@ -82,8 +89,7 @@ def discover_zoo(root: Path, manifest: Path | None = None) -> list[ZooEntry]:
         for p in files:
             name = p.stem if stems[p.stem] == 1 else p.name
             meta = _read_sidecar(p)
-            entries.append(ZooEntry(name, partition_key(name), p, meta.get("timm_or_torchvision_architecture"), meta,
-                                    p.with_suffix(".json")))
+            entries.append(ZooEntry(name, partition_key(name), p, library_architecture(meta), meta, p.with_suffix(".json")))
     elif manifest is None:
         raise ZooError(f"{root}: model zoo folder not found")
     if manifest is not None:
@@ -97,7 +103,7 @@ def discover_zoo(root: Path, manifest: Path | None = None) -> list[ZooEntry]:
             if not isinstance(item["name"], str) or not item["name"].strip():
                 raise ZooError(f"{manifest}: a model name must be a non-empty string (got {item['name']!r})")
             path = (manifest.parent / item["path"]).resolve()
-            entries.append(ZooEntry(item["name"], partition_key(item["name"]), path, item.get("architecture"), item,
+            entries.append(ZooEntry(item["name"], partition_key(item["name"]), path, library_architecture(item), item,
                                     manifest))
     keys: dict[str, str] = {}
     for e in entries:

@@ -36,7 +36,7 @@ from ml_core.weights.autoencoder import (
     split_models,
     train_autoencoder,
 )
-from ml_core.weights.cards import LIBRARY_PREFIXES, TRANSFER_FIELDS, ModelCard, ModelCardError
+from ml_core.weights.cards import TRANSFER_FIELDS, ModelCard, ModelCardError, library_architecture
 from ml_core.weights.checkpoints import (
     CHECKPOINT_SUFFIXES,
     PICKLE_SUFFIXES,
@@ -64,7 +64,6 @@ __all__ = [
     "ARCHITECTURES",
     "CHECKPOINT_SUFFIXES",
     "CHUNK_SIZE",
-    "LIBRARY_PREFIXES",
     "TRANSFER_FIELDS",
     "PICKLE_SUFFIXES",
     "SAFETENSORS_SUFFIXES",
@@ -101,6 +100,7 @@ __all__ = [
     "evaluate_reconstruction",
     "extract_state_dict",
     "flatten_checkpoint",
+    "library_architecture",
     "open_checkpoint",
     "plan_flatten",
     "pool_codes",

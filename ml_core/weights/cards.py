@@ -25,8 +25,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ml_core.artifacts import hash_parts
 
-#: library prefixes of :attr:`ModelCard.architecture` whose networks a checkpoint is loaded into.
-LIBRARY_PREFIXES = ("timm:", "torchvision:")
 #: the fields the transfer protocol reads; they alone key a transfer measurement.
 TRANSFER_FIELDS = ("architecture", "arch_kwargs", "num_classes", "input_size", "pixel_mean", "pixel_std")
 #: an older sidecar key for a library architecture, still read.
@@ -105,11 +103,18 @@ class ModelCard(BaseModel):
 
     @property
     def library_architecture(self) -> str | None:
-        """``timm:<name>`` / ``torchvision:<name>`` when the network comes from a library, else None."""
-        if self.architecture and self.architecture.startswith(LIBRARY_PREFIXES):
-            return self.architecture
-        return None
+        """``timm:<name>`` / ``torchvision:<name>`` when the network comes from a library, else None
+        (see :func:`library_architecture`)."""
+        return library_architecture(self.model_dump())
 
     def transfer_fingerprint(self) -> str:
         """Hash of the fields the transfer protocol reads (:data:`TRANSFER_FIELDS`)."""
         return hash_parts("transfer_card", self.model_dump(mode="json", include=set(TRANSFER_FIELDS)))
+
+
+def library_architecture(metadata: dict[str, Any]) -> str | None:
+    """The ``<library>:<name>`` network a card's metadata names (``timm:`` / ``torchvision:``; another
+    library is kept, so that loading says it is unknown), or None: a zoo architecture, or none. Reads raw
+    metadata without validating the rest of the card, so that a zoo is listed even with a malformed card."""
+    value = metadata.get("architecture") or metadata.get(_LEGACY_LIBRARY_KEY)
+    return value if isinstance(value, str) and ":" in value else None
