@@ -37,11 +37,11 @@ def test_every_asset_and_partition_materializes(pipeline_run):
     counts = {a: sum(r.asset == a for r in first) for a in ASSETS}
     assert counts == {
         "model_parameters": n_models,
-        "model_source_tokens": n_models,  # the fixture's cards name no sample: empty, neutral artifacts
+        "model_source_tokens": n_models,  # the stand-in's cards name no sample: empty, neutral artifacts
         "autoencoder": 1,
         "model_embeddings": n_models,
         "dataset_tokens": n_datasets,
-        "transfer_performance": n_datasets,  # skipped: the fixture world brings its own table
+        "transfer_performance": n_datasets,  # skipped: the stand-in world brings its own table
         "ground_truth_ranks": 1,
         "ranking_transformer": 1,
         "model_recommendations": n_datasets,
@@ -49,7 +49,7 @@ def test_every_asset_and_partition_materializes(pipeline_run):
         "ranker_evaluation": 1,
     }
     assert not any(r.cache_hit for r in first if r.asset != "model_source_tokens")
-    # the fixture's cards name no sample: one shared empty artifact, built once, found by the others
+    # the stand-in's cards name no sample: one shared empty artifact, built once, found by the others
     assert sum(not r.cache_hit for r in first if r.asset == "model_source_tokens") == 1
     for asset in ASSETS:
         assert instance.get_latest_materialization_event(AssetKey(asset)) is not None
@@ -159,3 +159,31 @@ def test_dagster_cli_materializes_the_same_versions(pipeline_run, tmp_path):
         assert records, (asset, partition)
         tags = records[0].asset_materialization.tags
         assert tags["dagster/data_version"] == versions[(asset, partition)]
+
+
+def test_each_checkpoint_and_dataset_is_hashed_once_per_content(standin_world, tmp_path, monkeypatch):
+    """Every dataset partition's column reads every checkpoint: its fingerprint is computed once, then
+    found (in the process, and in the store's records for the next process)."""
+    import ml_core.artifacts.fingerprints as fingerprints
+
+    hashed = []
+    real = fingerprints.sha256_file
+    monkeypatch.setattr(fingerprints, "sha256_file", lambda path, *a, **k: hashed.append(str(path)) or real(path, *a, **k))
+    resources = resources_for(standin_world, tmp_path / "artifacts")
+    instance = DagsterInstance.ephemeral()
+    stages = [("transferability_scores", "datasets")]
+    records = materialize_all(instance, resources=resources, run_config=FAST_RUN_CONFIG, stages=stages)
+    assert len(records) == len(standin_world.dataset_names) == 4
+    checkpoints = [h for h in hashed if "/zoo/" in h]
+    assert sorted(checkpoints) == sorted(set(checkpoints)) and len(checkpoints) == len(standin_world.model_names)
+    images = [h for h in hashed if "/datasets/" in h]
+    assert len(images) == len(set(images))  # each image once, for its dataset's fingerprint
+    hashed.clear()
+    fingerprints_dir = tmp_path / "artifacts" / "_fingerprints"
+    assert len(list(fingerprints_dir.glob("file-*.json"))) == len(standin_world.model_names)
+    assert len(list(fingerprints_dir.glob("folder-*.json"))) == len(standin_world.dataset_names)
+    from resources.artifact_store import _FINGERPRINT_CACHES
+
+    _FINGERPRINT_CACHES.clear()  # a new process: only the store's records remain
+    again = materialize_all(instance, resources=resources, run_config=FAST_RUN_CONFIG, stages=stages)
+    assert all(r.cache_hit for r in again) and not hashed  # nothing read again

@@ -3,7 +3,7 @@
 A model transfers best to data like what it was trained on (Cui et al., CVPR 2018, "domain
 similarity"). When a model's card points at a sample of its pre-training images, that sample is
 encoded once (the same image encoder as the dataset tokens) and described like a dataset: the unit
-mean feature (:func:`ml_core.ranking.baselines.nearest.dataset_descriptor`). A target's similarity to a
+mean feature (:func:`ml_core.images.dataset_descriptor`). A target's similarity to a
 model is then the cosine between the two descriptors. It costs no forward pass of any zoo model
 per target and needs no past results, so it also orders models that were never evaluated.
 Models without a sample get NaN here; callers give them a neutral value.
