@@ -59,6 +59,7 @@ from ml_core.artifacts import (
     write_json,
     write_manifest,
 )
+from ml_core.evaluation import EvaluationData, evaluation_data
 from ml_core.images import dataset_descriptor
 from ml_core.ranking.baselines import source_descriptor_matrix
 from resources.artifact_store import ArtifactStore
@@ -185,6 +186,33 @@ def source_descriptors(artifacts: Mapping[str, Artifact], models: Sequence[str])
             by_artifact[key] = dataset_descriptor(tokens) if tokens is not None else None
         descriptors.append(by_artifact[key])
     return source_descriptor_matrix(descriptors)
+
+
+def embedding_tokens(embeddings: Mapping[str, Artifact]) -> dict[str, np.ndarray]:
+    """``{model: pooled token}`` of the ``model_embeddings`` inputs."""
+    return {model: artifact.load().token for model, artifact in embeddings.items()}
+
+
+def evaluation_inputs(
+    ranks: Artifact,
+    embeddings: Mapping[str, Artifact],
+    dataset_tokens: Mapping[str, Artifact],
+    families: Mapping[str, str],
+    transferability: Mapping[str, Artifact],
+    sources: Mapping[str, Artifact],
+) -> EvaluationData:
+    """The held-out evaluation's inputs from the artifacts that hold them (``ranker_evaluation``'s, or a
+    store's current ones): :func:`ml_core.evaluation.evaluation_data` of their loaded objects; only the
+    labelled datasets' tokens are read."""
+    models = sorted(embeddings)
+    return evaluation_data(
+        ranks.load(),
+        embedding_tokens(embeddings),
+        LoadedArtifacts(dataset_tokens),
+        families,
+        {d: a.load()["scores"] for d, a in transferability.items()},
+        source_descriptors(sources, models) if sources else None,
+    )
 
 
 def content_hashes(artifacts: Mapping[str, Artifact], prefix: str) -> dict[str, str]:
@@ -342,8 +370,7 @@ class ArtifactRefIOManager(ConfigurableIOManager):
         write_json(self.store.ref_path(self._asset_name(context), partition), obj.to_dict())
 
     def _load_one(self, asset: str, partition: str | None) -> Artifact | None:
-        ref = current_ref(self.store, asset, partition)
-        return None if ref is None else Artifact(ref, self.store)
+        return current_artifact(self.store, asset, partition)
 
     def load_input(self, context: InputContext) -> Artifact | dict[str, Artifact]:
         asset = self._asset_name(context)

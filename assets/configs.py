@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Collection, Mapping
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import pydantic
 from dagster import Config
@@ -34,8 +34,12 @@ def nested(prefix: str, paths: Collection[str]) -> set[str]:
 class MLConfig(Config):
     """A Dagster config generated from an ml_core config dataclass (see :func:`dagster_config`)."""
 
-    def to_ml(self) -> Any:  # pragma: no cover - replaced on every generated class
-        raise NotImplementedError
+    _ml_defaults: ClassVar[Any] = None  # the dataclass instance it was generated from
+    _asset_fields: ClassVar[frozenset[str]] = frozenset()  # asset-only fields, not in the dataclass
+
+    def to_ml(self) -> Any:
+        """The dataclass: the defaults with every configured value applied."""
+        return replace_nested(self._ml_defaults, _as_tuples(self.model_dump(exclude=set(self._asset_fields))))
 
 
 def _schema_type(annotation: Any) -> Any:
@@ -88,11 +92,7 @@ def dagster_config(
     extra = dict(extra or {})
     fields = _fields(defaults, name, set(exclude), "")
     fields |= {key: (kind, pydantic.Field(default=default)) for key, (kind, default) in extra.items()}
-
-    def to_ml(self: Config) -> T:
-        values = self.model_dump(exclude=set(extra))
-        return replace_nested(defaults, _as_tuples(values))
-
     cls = pydantic.create_model(name, __base__=MLConfig, __doc__=type(defaults).__doc__, **fields)
-    cls.to_ml = to_ml  # type: ignore[method-assign]
+    cls._ml_defaults = defaults
+    cls._asset_fields = frozenset(extra)
     return cls

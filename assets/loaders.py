@@ -22,6 +22,7 @@ benchmarks call) reads them with :func:`load_artifact`. No asset module imports 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -90,8 +91,6 @@ def load_artifact(asset: str, directory: UPath) -> Any:
 def copy_training_outputs(local_dir: Any, directory: UPath) -> list[str]:
     """Copy what a :class:`~ml_core.trainer.BaseTrainer` wrote locally (history, loss plot) into an
     artifact directory; returns the names copied."""
-    from pathlib import Path
-
     copied = []
     for name in TRAINING_FILES:
         source = Path(local_dir) / name

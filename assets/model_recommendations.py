@@ -15,7 +15,14 @@ from dagster import (
 )
 from upath import UPath
 
-from assets.artifacts import Artifact, all_partitions, content_hashes, materialize_asset, source_descriptors
+from assets.artifacts import (
+    Artifact,
+    all_partitions,
+    content_hashes,
+    embedding_tokens,
+    materialize_asset,
+    source_descriptors,
+)
 from assets.configs import dagster_config
 from assets.loaders import RECOMMENDATIONS_FILE, write_parquet
 from assets.partitions import datasets_partitions
@@ -68,9 +75,10 @@ def model_recommendations(
 
     def build(directory: UPath) -> tuple[str, dict]:
         models = sorted(model_embeddings)
+        tokens = embedding_tokens(model_embeddings)
         recommendation = recommend(
             ranking_transformer.load(), dataset_key, dataset_tokens.load(), models,
-            np.stack([model_embeddings[m].load().token for m in models]), ground_truth_ranks.load(),
+            np.stack([tokens[m] for m in models]), ground_truth_ranks.load(),
             config.to_ml(), source_descriptors(model_source_tokens, models),
         )
         write_parquet(recommendation.table, directory / RECOMMENDATIONS_FILE)

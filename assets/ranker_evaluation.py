@@ -18,9 +18,9 @@ from assets.artifacts import (
     LoadedArtifacts,
     all_partitions,
     content_hashes,
+    evaluation_inputs,
     materialize_asset,
     png_markdown,
-    source_descriptors,
 )
 from assets.configs import RANKER_TRAINING_EXCLUDED, dagster_config, nested
 from assets.loaders import EVALUATION_PLOT_FILE, EVALUATION_ROWS_FILE, EVALUATION_SUMMARY_FILE, write_parquet
@@ -28,7 +28,6 @@ from ml_core.artifacts import write_json
 from ml_core.evaluation import (
     EvaluationConfig,
     evaluate,
-    evaluation_data,
     evaluation_folds,
     evaluation_plot,
     retrained_tokens,
@@ -86,15 +85,8 @@ def ranker_evaluation(
     families = {e.key: e.family for e in catalog.entries()}
 
     def build(directory: UPath) -> tuple[str, dict]:
-        models = sorted(model_embeddings)
-        data = evaluation_data(
-            ground_truth_ranks.load(),
-            {m: model_embeddings[m].load().token for m in models},
-            LoadedArtifacts(dataset_tokens),
-            families,
-            {d: a.load()["scores"] for d, a in transferability_scores.items()},
-            source_descriptors(model_source_tokens, models) if model_source_tokens else None,
-        )
+        data = evaluation_inputs(ground_truth_ranks, model_embeddings, dataset_tokens, families,
+                                 transferability_scores, model_source_tokens)
         n_families = len(set(data.families.values()))
         if n_families < 3:  # a held-out family, a validation family and a training family at least
             reason = f"only {n_families} famil{'y' if n_families == 1 else 'ies'} of labelled datasets: need 3"

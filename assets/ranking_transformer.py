@@ -20,6 +20,7 @@ from assets.artifacts import (
     LoadedArtifacts,
     all_partitions,
     content_hashes,
+    embedding_tokens,
     materialize_asset,
     png_markdown,
     source_descriptors,
@@ -90,7 +91,7 @@ def ranking_transformer(
         models = sorted(model_embeddings)
         corpus = ranking_corpus(
             ground_truth_ranks.load(),
-            {m: model_embeddings[m].load().token for m in models},
+            embedding_tokens(model_embeddings),
             LoadedArtifacts(dataset_tokens),
             model_sources=source_descriptors(model_source_tokens, models) if model_source_tokens else None,
         )

@@ -20,10 +20,6 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def _nested_type(annotation: Any) -> type | None:
     """The dataclass type of a field annotated with one (``X`` or ``X | None``), else None."""
     if dataclasses.is_dataclass(annotation):
@@ -41,7 +37,7 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown config keys {unknown} (known: {sorted(names)})")
-    types = _field_types(cls)
+    types = typing.get_type_hints(cls)
     values = {}
     for key, value in data.items():
         nested = _nested_type(types[key])

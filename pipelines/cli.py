@@ -21,6 +21,7 @@ from assets.partitions import DATASETS, MODELS
 from ml_core.evaluation import summary_markdown
 from ml_core.ground_truth import TransferError, table_spread
 from pipelines.definitions import default_resources, world_resources
+from pipelines.readers import materialized
 from pipelines.registration import register_partitions
 from pipelines.runner import MaterializationRecord, materialize_all
 from resources.artifact_store import ArtifactStore
@@ -55,10 +56,10 @@ def _summary(records: list[MaterializationRecord]) -> str:
 
 
 def _materialized(store: ArtifactStore, asset: str, partition: str | None) -> Artifact:
-    artifact = current_artifact(store, asset, partition)
-    if artifact is None:
-        raise click.ClickException(f"{asset}[{partition or '-'}] has not been materialized in {store.root}")
-    return artifact
+    try:
+        return materialized(store, asset, partition)
+    except FileNotFoundError as error:
+        raise click.ClickException(str(error)) from error
 
 
 def print_recommendations(store: ArtifactStore, dataset_keys: list[str], top: int = 3) -> None:

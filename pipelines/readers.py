@@ -6,43 +6,42 @@ IO manager writes), exactly what the assets downstream would receive.
 
 from __future__ import annotations
 
-from assets.artifacts import LoadedArtifacts, current_artifact, current_artifacts, source_descriptors
-from ml_core.evaluation import EvaluationData, evaluation_data
+from assets.artifacts import Artifact, LoadedArtifacts, current_artifact, current_artifacts, evaluation_inputs
+from ml_core.evaluation import EvaluationData
 from ml_core.weights import AutoEncoderTrainingConfig
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
 
 
-def _required(store: ArtifactStore, asset: str):  # noqa: ANN202 - an Artifact
-    artifact = current_artifact(store, asset, None)
+def materialized(store: ArtifactStore, asset: str, partition: str | None = None) -> Artifact:
+    """The current artifact of ``asset[partition]``; FileNotFoundError when it was never materialized."""
+    artifact = current_artifact(store, asset, partition)
     if artifact is None:
-        raise FileNotFoundError(f"{asset} has not been materialized in {store.root}: run `make demo` first")
+        raise FileNotFoundError(f"{asset}[{partition or '-'}] has not been materialized in {store.root}: "
+                                f"run `make demo` first")
     return artifact
 
 
 def ground_truth(store: ArtifactStore):  # noqa: ANN201 - the ground-truth frame
     """The current ``ground_truth_ranks`` frame."""
-    return _required(store, "ground_truth_ranks").load()
+    return materialized(store, "ground_truth_ranks").load()
 
 
 def store_evaluation_data(store: ArtifactStore, catalog: DatasetCatalog) -> EvaluationData:
-    """The held-out evaluation's inputs, as ``ranker_evaluation`` reads them from the store."""
-    embeddings = current_artifacts(store, "model_embeddings")
-    models = sorted(embeddings)
-    sources = current_artifacts(store, "model_source_tokens")
-    return evaluation_data(
-        ground_truth(store),
-        {m: embeddings[m].load().token for m in models},
-        LoadedArtifacts(current_artifacts(store, "dataset_tokens")),
+    """The held-out evaluation's inputs, as ``ranker_evaluation`` reads them (from the store's current ones)."""
+    return evaluation_inputs(
+        materialized(store, "ground_truth_ranks"),
+        current_artifacts(store, "model_embeddings"),
+        current_artifacts(store, "dataset_tokens"),
         {e.key: e.family for e in catalog.entries()},
-        {d: a.load()["scores"] for d, a in current_artifacts(store, "transferability_scores").items()},
-        source_descriptors(sources, models) if sources else None,
+        current_artifacts(store, "transferability_scores"),
+        current_artifacts(store, "model_source_tokens"),
     )
 
 
 def autoencoder_training(store: ArtifactStore) -> AutoEncoderTrainingConfig:
     """The training config of the current autoencoder (to retrain it the same way without some models)."""
-    return _required(store, "autoencoder").load().training
+    return materialized(store, "autoencoder").load().training
 
 
 def model_parameters(store: ArtifactStore) -> LoadedArtifacts:

@@ -19,7 +19,7 @@ from safetensors import safe_open
 
 import ml_core.images  # noqa: F401 - imported here so build timings exclude open_clip's import
 from ml_core.artifacts import sha256_file
-from ml_core.ground_truth import load_performance_table
+from ml_core.ground_truth import load_performance_table, to_model_input
 from ml_core.images import ImageEncoderSpec
 from ml_core.weights import (
     SMALL_ARCHITECTURES,
@@ -30,7 +30,6 @@ from ml_core.weights import (
     open_checkpoint,
 )
 from worlds import STANDIN, World, WorldManifest, build_world, nearest_class_mean_accuracy
-from worlds.table import card_input
 from worlds.world import SPLITS, split_sizes, target_tasks
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -217,7 +216,7 @@ def test_performance_table_is_complete_and_measured(world: World, cards: dict[st
             card = cards[row["model_name"]]
             model = _load_model(world.zoo_dir, card)
             with torch.inference_mode():
-                feats = {s: model.forward_features(card_input(data[s][0], card)) for s in data}
+                feats = {s: model.forward_features(to_model_input(data[s][0], card)) for s in data}
             accuracy = nearest_class_mean_accuracy(feats["train"], data["train"][1], feats["test"], data["test"][1])
             assert accuracy == pytest.approx(row["accuracy"], abs=1e-9), (dataset, row["model_name"])
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ml_core.ground_truth import PerformanceRecord
+from ml_core.ground_truth import PerformanceRecord, to_model_input
 from ml_core.weights import ModelCard
 
 
@@ -36,21 +36,13 @@ def nearest_class_mean_accuracy(
     return int((predicted == test_labels).sum()) / len(test_labels)
 
 
-def card_input(images: np.ndarray, card: ModelCard) -> torch.Tensor:
-    """uint8 ``(N, H, W, 3)`` -> float32 ``(N, 3, H, W)`` normalised with the card's pixel mean / std."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
-    mean = torch.tensor(card.pixel_mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(card.pixel_std, dtype=torch.float32).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
 def probe_accuracy(
     model: torch.nn.Module, card: ModelCard, splits: Mapping[str, tuple[np.ndarray, np.ndarray]]
 ) -> float:
     """Nearest-class-mean accuracy on ``splits["test"]`` of ``model.forward_features`` fitted on ``"train"``."""
     model.eval()
     with torch.inference_mode():
-        features = {s: model.forward_features(card_input(splits[s][0], card)) for s in ("train", "test")}
+        features = {s: model.forward_features(to_model_input(splits[s][0], card)) for s in ("train", "test")}
     return nearest_class_mean_accuracy(
         features["train"], torch.from_numpy(splits["train"][1]), features["test"], torch.from_numpy(splits["test"][1])
     )

@@ -49,12 +49,12 @@ def folder_listing(folder: Path) -> list[tuple[str, int, int]]:
     return entries
 
 
-def folder_content_fingerprint(folder: Path) -> str:
-    """The fingerprint of a folder's content (see :func:`folder_listing`), computed by reading every
-    file; an unreadable file counts as such (its name, no bytes)."""
+def folder_content_fingerprint(folder: Path, listing: list[tuple[str, int, int]] | None = None) -> str:
+    """The fingerprint of a folder's content (see :func:`folder_listing`; pass one already made),
+    computed by reading every file; an unreadable file counts as such (its name, no bytes)."""
     folder = Path(folder)
     entries = []
-    for rel, size, _ in folder_listing(folder):
+    for rel, size, _ in folder_listing(folder) if listing is None else listing:
         digest = sha256_file(folder / rel) if size >= 0 else "unreadable"
         entries.append((rel, digest))
     return hash_parts("folder_content", entries)
@@ -103,4 +103,4 @@ class FingerprintCache:
         """:func:`folder_content_fingerprint` of a folder (a dataset, a sample of source images)."""
         folder = Path(folder).resolve()
         listing = folder_listing(folder)
-        return self._cached("folder", [str(folder), listing], lambda: folder_content_fingerprint(folder))
+        return self._cached("folder", [str(folder), listing], lambda: folder_content_fingerprint(folder, listing))

@@ -11,6 +11,7 @@ import pandas as pd
 from ml_core.images import DatasetTokens
 from ml_core.metrics import ranking_report, ranks_from_scores
 from ml_core.ranking.baselines import data_free_prior
+from ml_core.ranking.data import accuracy_matrix
 from ml_core.ranking.shortlist import default_shortlist_size, two_stage_shortlist
 from ml_core.ranking.training import RankerArtifact
 
@@ -81,15 +82,11 @@ def recommend(
     and the two-stage shortlist (the ranker's top picks, then the coverage of past results).
     """
     scores = ranker.score(tokens, model_tokens, model_names, model_sources)
-    accuracy_by_dataset = ranks.pivot(index="dataset_key", columns="model_key", values="accuracy").reindex(
-        columns=model_names
-    )
+    labelled = set(ranks["dataset_key"])
     splits = ranker.info.get("splits", {})
-    train = [d for d, split in splits.items() if split == "train" and d in accuracy_by_dataset.index]
-    prior = data_free_prior(accuracy_by_dataset.loc[train].to_numpy()) if train else None
-    accuracy = (
-        accuracy_by_dataset.loc[dataset].to_numpy(dtype=np.float64) if dataset in accuracy_by_dataset.index else None
-    )
+    train = [d for d, split in splits.items() if split == "train" and d in labelled]
+    prior = data_free_prior(accuracy_matrix(ranks, train, model_names)) if train else None
+    accuracy = accuracy_matrix(ranks, [dataset], model_names)[0] if dataset in labelled else None
     k = config.shortlist_size or default_shortlist_size(len(model_names))
     short = two_stage_shortlist(scores, ranker.history(model_names), k)
     table = recommendation_table(model_names, scores, prior_scores=prior, accuracy=accuracy, shortlist=short)

@@ -105,7 +105,7 @@ class ModelCard(BaseModel):
     def library_architecture(self) -> str | None:
         """``timm:<name>`` / ``torchvision:<name>`` when the network comes from a library, else None
         (see :func:`library_architecture`)."""
-        return library_architecture(self.model_dump())
+        return library_architecture({"architecture": self.architecture})
 
     def transfer_fingerprint(self) -> str:
         """Hash of the fields the transfer protocol reads (:data:`TRANSFER_FIELDS`)."""
