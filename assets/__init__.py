@@ -2,6 +2,7 @@
 
 from assets.autoencoder import autoencoder
 from assets.dataset_tokens import dataset_tokens
+from assets.embedding_probes import embedding_probes
 from assets.ground_truth_ranks import ground_truth_ranks
 from assets.model_embeddings import model_embeddings
 from assets.model_parameters import model_parameters
@@ -20,6 +21,7 @@ ALL_ASSETS = [
     dataset_tokens,
     transfer_performance,
     ground_truth_ranks,
+    embedding_probes,
     ranking_transformer,
     model_recommendations,
     transferability_scores,

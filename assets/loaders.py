@@ -8,7 +8,7 @@ benchmarks call) reads them with :func:`load_artifact`. No asset module imports 
 | --- | --- |
 | ``model_parameters`` | :class:`ml_core.weights.ModelParameters` (lazy zarr chunks) |
 | ``model_source_tokens`` | :class:`ml_core.images.DatasetTokens`, or None when the card names no sample |
-| ``autoencoder`` | :class:`ml_core.weights.AutoEncoderArtifact` |
+| ``autoencoder`` | :class:`ml_core.weights.TokenEncoderArtifact` or :class:`ml_core.weights.AutoEncoderArtifact` |
 | ``model_embeddings`` | :class:`ml_core.weights.ModelEmbedding` |
 | ``dataset_tokens`` | :class:`ml_core.images.DatasetTokens` |
 | ``transfer_performance`` | ``{dataset: [records]}`` (empty when skipped: a table is given) |
@@ -16,6 +16,7 @@ benchmarks call) reads them with :func:`load_artifact`. No asset module imports 
 | ``ranking_transformer`` | :class:`ml_core.ranking.RankerArtifact` |
 | ``model_recommendations`` | the recommendation frame (:func:`ml_core.ranking.recommendation_table`) |
 | ``transferability_scores`` | ``{"scores": {model: {logme, h_score, ...}}, "problems": {model: why}}`` |
+| ``embedding_probes`` | the probe frame (:func:`ml_core.evaluation.probes.probe_frame` rows, a ``seed`` column) |
 | ``ranker_evaluation`` | ``{"summary": [...], "selected_variant": ..., ...}`` (rows in :data:`EVALUATION_ROWS_FILE`) |
 """
 
@@ -31,7 +32,7 @@ from upath import UPath
 from ml_core.artifacts import read_json
 from ml_core.images import read_dataset_tokens
 from ml_core.ranking import RankerArtifact
-from ml_core.weights import AutoEncoderArtifact, ModelEmbedding, read_model_parameters
+from ml_core.weights import ModelEmbedding, load_embedder, read_model_parameters
 
 PARAMS_DIR = "params.zarr"
 TOKENS_DIR = "tokens.zarr"
@@ -46,6 +47,7 @@ SCORES_FILE = "transferability_scores.json"
 EVALUATION_ROWS_FILE = "evaluation_rows.parquet"
 EVALUATION_SUMMARY_FILE = "evaluation_summary.json"
 EVALUATION_PLOT_FILE = "evaluation.png"
+PROBES_FILE = "probes.parquet"
 TRAINING_FILES = ("history.json", "loss_curves.png")
 
 
@@ -67,7 +69,7 @@ def _source_tokens(directory: UPath) -> Any:
 LOADERS: dict[str, Callable[[UPath], Any]] = {
     "model_parameters": lambda d: read_model_parameters(d / PARAMS_DIR),
     "model_source_tokens": _source_tokens,
-    "autoencoder": AutoEncoderArtifact.load,
+    "autoencoder": load_embedder,
     "model_embeddings": ModelEmbedding.load,
     "dataset_tokens": lambda d: read_dataset_tokens(d / TOKENS_DIR),
     "transfer_performance": lambda d: read_json(d / TRANSFER_TABLE_FILE),
@@ -76,6 +78,7 @@ LOADERS: dict[str, Callable[[UPath], Any]] = {
     "model_recommendations": lambda d: read_parquet(d / RECOMMENDATIONS_FILE),
     "transferability_scores": lambda d: read_json(d / SCORES_FILE),
     "ranker_evaluation": lambda d: read_json(d / EVALUATION_SUMMARY_FILE),
+    "embedding_probes": lambda d: read_parquet(d / PROBES_FILE),
 }
 
 

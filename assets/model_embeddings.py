@@ -1,4 +1,4 @@
-"""Asset ``model_embeddings``: every chunk of one model encoded and pooled into its tokens."""
+"""Asset ``model_embeddings``: every piece of one model (token windows or chunks) encoded and pooled into its tokens."""
 
 import numpy as np
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, asset
@@ -7,10 +7,10 @@ from upath import UPath
 from assets.artifacts import Artifact, materialize_asset
 from assets.configs import dagster_config
 from assets.partitions import models_partitions
-from ml_core.weights import EmbeddingConfig, embed_model
+from ml_core.weights import EmbeddingConfig, embed
 from resources.artifact_store import ArtifactStore
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: token-encoder windows; the token appends depth segments
 EmbeddingAssetConfig = dagster_config(EmbeddingConfig(), "EmbeddingAssetConfig")
 
 
@@ -20,7 +20,8 @@ EmbeddingAssetConfig = dagster_config(EmbeddingConfig(), "EmbeddingAssetConfig")
     group_name="models",
     kinds={"pytorch", "numpy"},
     check_specs=[AssetCheckSpec("finite_embedding", asset="model_embeddings")],
-    description="The 512-d code of each chunk, pooled (valid-length-weighted mean) into the model's token.",
+    description="The code of every piece of the model (weight-token windows, or 8192-value chunks for the chunk "
+    "autoencoder), pooled (real-value-weighted mean, overall and per depth segment) into the model's token.",
 )
 def model_embeddings(
     context: AssetExecutionContext,
@@ -32,12 +33,12 @@ def model_embeddings(
     embedding_config = config.to_ml()
 
     def build(directory: UPath) -> tuple[str, dict]:
-        embedding = embed_model(model_parameters.load(), autoencoder.load(), batch_rows=embedding_config.batch_rows,
-                                n_segments=embedding_config.n_segments)
+        embedding = embed(model_parameters.load(), autoencoder.load(), embedding_config)
         embedding.save(directory)
         return embedding.content_hash(), {
             "n_chunks": int(embedding.codes.shape[0]),
             "code_dim": int(embedding.codes.shape[1]),
+            "token_dim": int(embedding.token.shape[0]),
             "n_segments": int(embedding.segment_tokens.shape[0]),
             "token_norm": float(np.linalg.norm(embedding.token)),
             "finite": bool(np.isfinite(embedding.codes).all()),
@@ -51,8 +52,9 @@ def model_embeddings(
     s = result.summary
     yield result.output({
         "codes_shape": f"({s['n_chunks']}, {s['code_dim']})",
-        "token_dim": s["code_dim"],
-        "token_norm": s["token_norm"],
-        "pooling": "valid-length-weighted mean of chunk codes",
+        "token_dim": s["token_dim"],
+        "token_norm": round(s["token_norm"], 4),
+        "pooling": f"real-value-weighted mean of the piece codes, then of {embedding_config.token_segments} "
+                   "contiguous depth segments, concatenated",
     })
     yield AssetCheckResult(check_name="finite_embedding", passed=bool(s["finite"]))

@@ -33,6 +33,7 @@ from ml_core.evaluation import (
     retrained_tokens,
     summary_markdown,
 )
+from ml_core.weights import embedder_config
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
 
@@ -40,13 +41,14 @@ from resources.dataset_catalog import DatasetCatalog
 # similarity (baseline and ranker input), coverage shortlists, the oracle-neighbour ceiling, a linear variant;
 # 5: coverage ties broken by the first stage whatever the float rounding; 6: nearest-dataset by source
 # profile (a baseline row); 7: one config (variants named, changes of one base)
-CODE_VERSION = "7"
+CODE_VERSION = "8"  # 8: leave-models-out folds retrain the configured weight embedder
 # ``seed`` seeds the folds and every variant's training; the widths come from the data
 EvaluationAssetConfig = dagster_config(
     EvaluationConfig(), "EvaluationAssetConfig",
     exclude=nested("base", RANKER_TRAINING_EXCLUDED),
 )
-REPORTED = ("ranker", "prior", "nearest", "nearest_source_profile", "source_similarity", "logme", "two_stage",
+REPORTED = ("ranker", "prior", "nearest", "nearest_source_profile", "source_similarity", "weight_neighbours",
+            "source+weights", "logme", "two_stage",
             "oracle_nearest")
 
 
@@ -93,7 +95,7 @@ def ranker_evaluation(
             write_json(directory / EVALUATION_SUMMARY_FILE, {"summary": [], "skipped": reason})
             return hashlib.sha256(reason.encode()).hexdigest(), {"skipped": reason, "n_datasets": len(data.dataset_names),
                                                                  "n_models": len(data.model_names)}
-        tokens_without = retrained_tokens(LoadedArtifacts(model_parameters), autoencoder.load().training,
+        tokens_without = retrained_tokens(LoadedArtifacts(model_parameters), embedder_config(autoencoder.load()),
                                           data.model_names)
         folds = evaluation_folds(data, evaluation)
         result = evaluate(data, folds, evaluation, tokens_without)

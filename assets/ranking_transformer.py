@@ -27,14 +27,15 @@ from assets.artifacts import (
 )
 from assets.configs import RANKER_TRAINING_EXCLUDED, dagster_config, nested
 from assets.loaders import RANKER_EVALUATION_FILE, copy_training_outputs
-from ml_core.artifacts import write_json
+from ml_core.artifacts import stable_json, write_json
 from ml_core.ranking import RankerFitConfig, evaluate_rankers, fit_ranker, ranking_corpus
 from ml_core.trainer import state_dict_bytes
 from resources.artifact_store import ArtifactStore
 from resources.compute import ComputeDevice
 from resources.dataset_catalog import DatasetCatalog
 
-CODE_VERSION = "4"  # 2: cross-attention with baseline features; 3: + source similarity, linear default; 4: one config
+CODE_VERSION = "5"  # 2: cross-attention with baseline features; 3: + source similarity, linear default; 4: one config;
+# 5: + the weight-neighbours feature (model tokens in the reference)
 # the token widths come from the data, the device from the compute resource, the seeds from ``seed``
 RankerAssetConfig = dagster_config(
     RankerFitConfig(), "RankerAssetConfig",
@@ -102,7 +103,10 @@ def ranking_transformer(
             files = copy_training_outputs(Path(local), directory)
         evaluation = evaluate_rankers(corpus, artifact)
         write_json(directory / RANKER_EVALUATION_FILE, evaluation)
-        return hashlib.sha256(state_dict_bytes(artifact.model)).hexdigest(), {
+        digest = hashlib.sha256(state_dict_bytes(artifact.model))
+        if artifact.reference is not None:  # its features (model tokens included) are part of every score
+            digest.update(stable_json(artifact.reference.to_dict()).encode())
+        return digest.hexdigest(), {
             "splits": corpus.splits,
             "n_models": len(corpus.model_names),
             "n_labelled_datasets": len(corpus.dataset_names),

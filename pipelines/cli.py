@@ -136,6 +136,22 @@ def print_table_report(store: ArtifactStore) -> None:
         click.echo(f"    - {name}: {why}")
 
 
+def print_embedding_report(store: ArtifactStore) -> None:
+    """The weight embedder's held-out reconstruction and the probe table, if they were materialized."""
+    embedder = current_artifact(store, "autoencoder", None)
+    probes = current_artifact(store, "embedding_probes", None)
+    if embedder is not None:
+        s = embedder.summary()
+        click.echo(f"\nweight embedder ({s.get('method', 'chunk_autoencoder')}): relative reconstruction MSE "
+                   f"{s['relative_mse']:.3f} on {len(s['val_models'])} models it never trained on (< 1: better than their mean)")
+    if probes is not None:
+        s = probes.summary()
+        verdict = "PASS" if s["passed"] else "FAIL"
+        click.echo(f"embedding probes on held-out models (embedding_probes): {verdict}; beats the trivial descriptors "
+                   f"on {', '.join(s['beaten']) or 'nothing'}; tied at the ceiling on {', '.join(s['ceiling_ties']) or 'nothing'}")
+        click.echo(s["table"])
+
+
 def print_evaluation(store: ArtifactStore) -> None:
     """The held-out evaluation's test table (means over folds), if it was materialized."""
     artifact = current_artifact(store, "ranker_evaluation", None)
@@ -146,8 +162,8 @@ def print_evaluation(store: ArtifactStore) -> None:
         click.echo(f"\nheld-out evaluation skipped: {saved['skipped']}")
         return
     summary = pd.DataFrame(saved["summary"])
-    methods = ["random", "prior", "nearest", "nearest_source_profile", "source_similarity", "h_score", "logme",
-               "ranker", "two_stage",
+    methods = ["random", "prior", "nearest", "nearest_source_profile", "source_similarity", "weight_neighbours",
+               "source+weights", "h_score", "logme", "ranker", "two_stage",
                "two_stage_coverage", "oracle_nearest"]
     click.echo(f"\nheld-out evaluation (ranker_evaluation; reported ranker variant chosen on validation: "
                f"{saved['selected_variant']}; two_stage = {saved.get('selected_shortlist') or 'its top k'}); "
@@ -191,6 +207,7 @@ def demo(ctx: click.Context, seed: int, scale: str, fixture: bool, top: int) -> 
     click.echo(f"graph: {graph_seconds:.1f} s wall ({sum(r.seconds for r in records):.1f} s inside the assets, "
                f"the rest is Dagster run overhead)")
     print_table_report(store)
+    print_embedding_report(store)
     keys = sorted({r.partition for r in records if r.asset == "model_recommendations"})
     splits = {key: _split_of(store, key) for key in keys}
     held_out = [k for k in keys if splits[k] == "test"] + [k for k in keys if splits[k] == "val"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from assets.artifacts import Artifact, LoadedArtifacts, current_artifact, current_artifacts, evaluation_inputs
 from ml_core.evaluation import EvaluationData
-from ml_core.weights import AutoEncoderTrainingConfig
+from ml_core.weights import WeightEmbedderConfig, embedder_config
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
 
@@ -39,9 +39,9 @@ def store_evaluation_data(store: ArtifactStore, catalog: DatasetCatalog) -> Eval
     )
 
 
-def autoencoder_training(store: ArtifactStore) -> AutoEncoderTrainingConfig:
-    """The training config of the current autoencoder (to retrain it the same way without some models)."""
-    return materialized(store, "autoencoder").load().training
+def autoencoder_training(store: ArtifactStore) -> WeightEmbedderConfig:
+    """The training config of the current weight embedder (to retrain it the same way without some models)."""
+    return embedder_config(materialized(store, "autoencoder").load())
 
 
 def model_parameters(store: ArtifactStore) -> LoadedArtifacts:

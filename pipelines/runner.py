@@ -26,6 +26,7 @@ STAGES: tuple[tuple[str, str | None], ...] = (
     ("dataset_tokens", DATASETS),
     ("transfer_performance", DATASETS),
     ("ground_truth_ranks", None),
+    ("embedding_probes", None),
     ("ranking_transformer", None),
     ("model_recommendations", DATASETS),
     ("transferability_scores", DATASETS),

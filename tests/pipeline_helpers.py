@@ -11,8 +11,10 @@ from worlds import World, build_world
 # Small but real settings: the same code paths, fewer epochs.
 FAST_RUN_CONFIG: dict[str, Any] = {
     "ops": {
-        "autoencoder": {"config": {"model": {"hidden_dim": 256, "code_dim": 64}, "trainer": {"epochs": 2},
-                                   "max_chunks_per_model": 64}},
+        "autoencoder": {"config": {"tokens": {"model": {"d_model": 32, "n_heads": 2, "ff_dim": 64, "code_dim": 16},
+                                              "trainer": {"epochs": 2}, "steps_per_epoch": 6, "val_steps": 2,
+                                              "max_tokens_per_model": 1024}}},
+        "embedding_probes": {"config": {"n_folds": 2}},
         "ranking_transformer": {"config": {"training": {"model": {"d_model": 32, "dim_feedforward": 64},
                                                         "trainer": {"epochs": 4}}}},
         "ranker_evaluation": {"config": {"base": {"model": {"d_model": 16, "dim_feedforward": 32},

@@ -92,7 +92,7 @@ def test_baseline_features_of_a_training_dataset_ignore_its_own_family():
     own = reference.features(np.array([1.0, 0.0, 0.0]), ["m0", "m1"], exclude_family="x")
     assert own[1, 0] > own[0, 0] and own[1, 1] > own[0, 1]  # only y1 is left: it prefers m1
     held_out = reference.features(np.array([1.0, 0.0, 0.0]), ["m0", "m1", "new"])
-    assert held_out[0, 1] > held_out[1, 1] and held_out[2].tolist() == [0.0, 0.0, 0.0]  # unknown model: neutral
+    assert held_out[0, 1] > held_out[1, 1] and held_out[2].tolist() == [0.0, 0.0, 0.0, 0.0]  # unknown model: neutral
 
 
 def _toy_data(n_models=6, seed=0) -> EvaluationData:

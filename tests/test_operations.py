@@ -32,7 +32,7 @@ def ops(tmp_path_factory, standin_world):
     # no process-wide state that would outlive this module
     (root / "dagster_home").mkdir()
     instance = DagsterInstance.local_temp(str(root / "dagster_home"))
-    serving_stages = [s for s in STAGES if s[0] not in ("transferability_scores", "ranker_evaluation")]
+    serving_stages = [s for s in STAGES if s[0] not in ("transferability_scores", "ranker_evaluation", "embedding_probes")]
     materialize_all(instance, resources=resources, run_config=FAST_RUN_CONFIG, stages=serving_stages)
     yield {"world": world, "resources": resources, "instance": instance, "defs": build_definitions(resources)}
     instance.dispose()
@@ -133,7 +133,8 @@ def test_schedule_requests_exactly_the_stale_embeddings(ops):
     context = build_schedule_context(instance=instance, resources={"store": resources["store"]})
     assert not isinstance(reembed_stale_models(context), list)  # nothing stale yet: a SkipReason
 
-    config = {"ops": {"autoencoder": {"config": {**FAST_RUN_CONFIG["ops"]["autoencoder"]["config"], "seed": 7}}}}
+    fast = FAST_RUN_CONFIG["ops"]["autoencoder"]["config"]
+    config = {"ops": {"autoencoder": {"config": {**fast, "tokens": {**fast["tokens"], "seed": 7}}}}}
     retrained = materialize(ALL_ASSETS, selection=["autoencoder"], instance=instance, resources=resources, run_config=config)
     assert retrained.success
     requests = reembed_stale_models(build_schedule_context(instance=instance, resources={"store": resources["store"]}))

@@ -43,6 +43,7 @@ def test_every_asset_and_partition_materializes(pipeline_run):
         "dataset_tokens": n_datasets,
         "transfer_performance": n_datasets,  # skipped: the stand-in world brings its own table
         "ground_truth_ranks": 1,
+        "embedding_probes": 1,
         "ranking_transformer": 1,
         "model_recommendations": n_datasets,
         "transferability_scores": n_datasets,

@@ -10,6 +10,7 @@ import torch
 
 from ml_core.images import DatasetTokens
 from ml_core.ranking import (
+    FEATURE_NAMES,
     ModelTokenNormalizer,
     RankerArtifact,
     RankerConfig,
@@ -196,7 +197,7 @@ def test_residual_init_starts_as_the_sum_of_the_baseline_features():
     config = RankerConfig(dataset_token_dim=6, model_token_dim=5, d_model=16, nhead=2, dim_feedforward=32,
                           dropout=0.0, architecture="cross_attention", baseline_features=True, residual_init=True)
     model = RankingCrossAttentionTransformer(config).eval()
-    features = torch.randn(2, 4, 3)
+    features = torch.randn(2, 4, len(FEATURE_NAMES))
     scores = model(torch.randn(2, 7, 6), torch.randn(2, 4, 5), model_features=features)
     torch.testing.assert_close(scores, features.sum(-1))  # zero correction: the baselines' order exactly
     plain = RankingCrossAttentionTransformer(replace(config, residual_init=False)).eval()
@@ -223,7 +224,7 @@ def test_linear_ranker_needs_features_and_scores_their_weighted_sum():
     model = RankingCrossAttentionTransformer(
         RankerConfig(dataset_token_dim=6, model_token_dim=5, architecture="linear", baseline_features=True, residual_init=True)
     )
-    features = torch.randn(2, 4, 3)
+    features = torch.randn(2, 4, len(FEATURE_NAMES))
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 1]], dtype=torch.bool)
     scores = model(torch.randn(2, 7, 6), torch.randn(2, 4, 5), None, mask, features)
     expected = features.sum(-1).masked_fill(~mask, 0.0)

@@ -46,7 +46,7 @@ def test_the_ranker_feature_follows_the_source_and_is_neutral_without_one():
     target = np.array([0.0, 0.0, 0.0, 1.0])
     names = ["a", "b", "c", "new"]  # "new" has no past result but a source sample
     features = reference.features(target, names, model_sources=sources)
-    assert features.shape == (4, 3)
+    assert features.shape == (4, 4)
     assert features[1, 2] == 0.0  # b: no sample -> neutral
     assert features[2, 2] > features[3, 2] > features[0, 2]  # c's source is the target's kind
     assert features[3, :2].tolist() == [0.0, 0.0]  # new model: no prior, no neighbours' results

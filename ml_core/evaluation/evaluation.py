@@ -11,6 +11,11 @@ leave-models-out) and is scored against the measured accuracies:
   images (:mod:`ml_core.ranking.baselines.source`; no past results, no forward pass);
 * ``nearest_source_profile`` -- nearest-dataset with datasets compared by their source profiles
   (similarity to each pre-training sample, :func:`ml_core.ranking.baselines.source.source_profiles`);
+* ``weight_neighbours`` -- the nearest-dataset scores of each model's nearest *seen* models in
+  weight-embedding space (:meth:`ml_core.ranking.BaselineReference.neighbour_scores`; never the
+  model itself): what the weights alone say about a model with no results;
+* ``source+weights`` -- the sum of the z-scored source similarity and weight neighbours (no
+  training, no forward pass): the two opinions that exist for a new model;
 * ``logme`` / ``h_score`` -- forward-pass baselines: every evaluation model run on the target;
 * ``ranker:<variant>`` -- each learned variant, trained on the fold's training datasets (and,
   for leave-models-out, on the seen models only, with model tokens from an autoencoder that
@@ -55,6 +60,7 @@ from ml_core.images import DatasetTokens, dataset_descriptor
 from ml_core.metrics import ranking_report, spearman
 from ml_core.progress import progress
 from ml_core.ranking import (
+    BaselineReference,
     RankerTrainingConfig,
     RankingCorpus,
     accuracy_matrix,
@@ -73,7 +79,7 @@ from ml_core.ranking.baselines import (
     random_scores,
     source_similarity_scores,
 )
-from ml_core.weights import AutoEncoderTrainingConfig, ModelParameters, embed_model, train_autoencoder
+from ml_core.weights import EmbeddingConfig, ModelParameters, WeightEmbedderConfig, embed, train_embedder
 
 logger = logging.getLogger(__name__)
 
@@ -141,16 +147,21 @@ def evaluation_data(
 
 
 def retrained_tokens(
-    parameters: Mapping[str, ModelParameters], training: AutoEncoderTrainingConfig, models: Sequence[str]
+    parameters: Mapping[str, ModelParameters],
+    training: WeightEmbedderConfig,
+    models: Sequence[str],
+    embedding: EmbeddingConfig | None = None,
 ) -> TokensWithout:
-    """``tokens_without(held_out)``: the tokens of ``models`` from an autoencoder trained (with
-    ``training``, the config of the one the evaluated tokens came from) without the held-out models."""
+    """``tokens_without(held_out)``: the tokens of ``models`` from a weight embedder trained (with
+    ``training``, the config of the one the evaluated tokens came from) without the held-out models,
+    pooled by ``embedding`` (the default :class:`~ml_core.weights.EmbeddingConfig` when None)."""
+    embedding = embedding or EmbeddingConfig()
 
     def tokens_without(held_out: Sequence[str]) -> np.ndarray:
         params = {k: parameters[k] for k in models}
         seen = {k: v for k, v in params.items() if k not in set(held_out)}
-        artifact, _ = train_autoencoder(seen, training)
-        return np.stack([embed_model(params[k], artifact).token for k in models])
+        artifact, _ = train_embedder(seen, training)
+        return np.stack([embed(params[k], artifact, embedding).token for k in models])
 
     return tokens_without
 
@@ -259,6 +270,11 @@ def evaluate_fold(
     prior_all = np.where(np.isnan(prior_all), np.nanmean(prior), prior_all)  # unseen models: neutral
 
     corpus = _fold_corpus(data, fold, tokens, seen)
+    weight_reference = BaselineReference(
+        dataset_names=list(fold.train), model_names=[all_models[i] for i in seen], accuracy=train_acc[:, seen],
+        descriptors=train_desc, families={d: data.families.get(d, d) for d in fold.train}, k=config.knn_k,
+        temperature=config.knn_temperature, model_tokens=tokens[seen],
+    )
     rankers = {}
     for name, variant in variants.items():
         start = time.perf_counter()
@@ -297,6 +313,12 @@ def evaluate_fold(
                 by_profile = nearest_by_profile(descriptor, train_desc, train_acc, data.model_sources)
                 if by_profile is not None:
                     add("nearest_source_profile", by_profile, 0, time.perf_counter() - start)
+            if len(seen) > 1:  # the models' weight-space neighbours among the seen ones (never themselves)
+                start = time.perf_counter()
+                features = weight_reference.features(descriptor, all_models, None, data.model_sources, tokens)
+                add("weight_neighbours", features[:, 3], 0, time.perf_counter() - start)
+                if data.model_sources is not None:
+                    add("source+weights", features[:, 2] + features[:, 3], 0, time.perf_counter() - start)
             fwd = data.forward_seconds[r] if data.forward_seconds is not None else np.zeros(len(all_models))
             if data.logme is not None:
                 add("logme", data.logme[r], len(eval_idx), float(np.nansum(fwd[eval_idx])))

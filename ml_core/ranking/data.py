@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ml_core.images import DatasetTokens
+from ml_core.ranking.features import HISTORY_FEATURES
 
 TokenMode = Literal["rows", "class_means"]
 
@@ -128,12 +129,15 @@ class _RankingItems(Dataset):
         seed: int,
         labelled: bool,
         model_dropout: float = 0.0,
+        history_dropout: float = 0.0,
     ):
         self.corpus, self.datasets, self.mode, self.max_rows = corpus, datasets, mode, max_rows
         self.model_tokens = torch.from_numpy(model_tokens)
         self.rng = np.random.default_rng(seed) if sample_rows else None
         self.model_rng = np.random.default_rng([seed, 1]) if model_dropout > 0 else None
         self.model_dropout = model_dropout
+        self.history_rng = np.random.default_rng([seed, 2]) if history_dropout > 0 else None
+        self.history_dropout = history_dropout
         self.labelled = labelled
         acc = corpus.accuracy_of(datasets) if labelled else np.full((len(datasets), len(corpus.model_names)), np.nan)
         self.accuracy = acc
@@ -152,6 +156,9 @@ class _RankingItems(Dataset):
             if (known & keep).sum() >= 2:
                 known = known & keep
         features = self.corpus.model_features[name] if self.corpus.model_features is not None else None
+        if features is not None and self.history_rng is not None and self.history_rng.random() < self.history_dropout:
+            features = features.copy()  # augmentation: this list's models look new (no history of their own)
+            features[:, list(HISTORY_FEATURES)] = 0.0
         item_features = {} if features is None else {"model_features": torch.from_numpy(features.astype(np.float32))}
         return {
             **item_features,
@@ -210,12 +217,16 @@ def build_ranking_loader(
     labelled: bool = True,
     datasets: Sequence[str] | None = None,
     model_dropout: float = 0.0,
+    history_dropout: float = 0.0,
 ) -> DataLoader:
     """One loader over the datasets of ``splits`` (or an explicit ``datasets`` list).
 
     ``sample_rows`` draws a fresh random subset of ``max_rows`` class-balanced rows every time
     a dataset is visited (training augmentation); otherwise the first ``max_rows`` rows are used.
-    ``model_dropout`` hides that fraction of the models from each visited list (augmentation).
+    ``model_dropout`` hides that fraction of the models from each visited list (augmentation);
+    ``history_dropout`` is the chance that a visited list is shown as if all its models were new: the
+    features that read a model's own past results (:data:`HISTORY_FEATURES`) set to the neutral 0,
+    so the ranker also learns to order models by what speaks for new ones (source, weights).
     """
     names = list(datasets) if datasets is not None else corpus.datasets_in(splits)
     items = _RankingItems(
@@ -228,6 +239,7 @@ def build_ranking_loader(
         seed,
         labelled,
         model_dropout,
+        history_dropout,
     )
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(items, batch_size=batch_size, shuffle=shuffle, collate_fn=items.collate, generator=generator)

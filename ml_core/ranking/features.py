@@ -2,10 +2,14 @@
 
 For a dataset, feature 0 is the data-free prior (each model's mean normalised performance on
 the reference datasets), feature 1 the nearest-dataset score (similarity-weighted performance on
-the ``k`` most similar reference datasets) and feature 2 the source similarity (how much the
+the ``k`` most similar reference datasets), feature 2 the source similarity (how much the
 dataset looks like the sample of each model's pre-training images,
-:mod:`ml_core.ranking.baselines.source`), each z-scored across models so only the order within the
-dataset matters. Models without a value (no past result, no source sample) get 0, the neutral
+:mod:`ml_core.ranking.baselines.source`) and feature 3 the *weight neighbours* score: the
+nearest-dataset scores of the model's nearest reference models in weight-embedding space
+(softmax of the centred cosine similarity of the model tokens over ``neighbour_temperature``;
+the model itself left out, so a model with results looks like one without). Feature 3 is what
+lets a model never evaluated be placed by its weights alone. Each is z-scored across models so
+only the order within the dataset matters. Models without a value (no past result, no source sample) get 0, the neutral
 value. The reference datasets are the training datasets; when the dataset is itself a training
 dataset, its whole family is left out of its own reference, so that a training example looks like
 a held-out one (no dataset sees its own answer). Source similarity needs no reference: it is
@@ -21,8 +25,10 @@ import numpy as np
 
 from ml_core.ranking.baselines import data_free_prior, nearest_dataset_scores, source_similarity
 
-N_BASELINE_FEATURES = 3
-FEATURE_NAMES = ("prior", "nearest", "source_similarity")
+FEATURE_NAMES = ("prior", "nearest", "source_similarity", "weight_neighbours")
+N_BASELINE_FEATURES = len(FEATURE_NAMES)
+#: the columns that read a model's own past results: neutral (0) for a model never evaluated
+HISTORY_FEATURES = (FEATURE_NAMES.index("prior"), FEATURE_NAMES.index("nearest"))
 
 
 def zscore(values: np.ndarray) -> np.ndarray:
@@ -52,6 +58,8 @@ class BaselineReference:
     families: dict[str, str]
     k: int = 3
     temperature: float = 0.05
+    model_tokens: np.ndarray | None = None  # (N, Dm) the reference models' tokens, for weight neighbours
+    neighbour_temperature: float = 0.05
 
     def features(
         self,
@@ -59,13 +67,16 @@ class BaselineReference:
         model_names: Sequence[str],
         exclude_family: str | None = None,
         model_sources: np.ndarray | None = None,
+        model_tokens: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Features ``(len(model_names), 3)`` for a dataset with this ``descriptor``.
+        """Features ``(len(model_names), 4)`` for a dataset with this ``descriptor``.
 
         ``model_sources (len(model_names), D)``: each model's source descriptor, NaN rows where it
-        has none (``None``: nobody has one). Models unknown to the reference get the neutral value
-        (0 after z-scoring of the others); with no reference dataset left (a single training
-        family), the prior and nearest features are neutral.
+        has none (``None``: nobody has one). ``model_tokens (len(model_names), Dm)``: the models'
+        weight-embedding tokens (``None``, or a reference without tokens: the weight-neighbours
+        feature is neutral). Models unknown to the reference get the neutral value (0 after
+        z-scoring of the others) for the prior and nearest features; with no reference dataset left
+        (a single training family), every history-based feature is neutral.
         """
         out = np.zeros((len(model_names), N_BASELINE_FEATURES))
         if model_sources is not None:
@@ -78,11 +89,40 @@ class BaselineReference:
         knn, _ = nearest_dataset_scores(descriptor, self.descriptors[rows], acc, k=self.k, temperature=self.temperature)
         index = {m: j for j, m in enumerate(self.model_names)}
         known = [i for i, m in enumerate(model_names) if m in index]
-        if known:  # else every model is new: nothing to say but the source similarity
+        if known:  # else every model is new: nothing to say but the source similarity and the weights
             cols = [index[model_names[i]] for i in known]
             out[known, 0] = zscore(prior[cols])
             out[known, 1] = zscore(knn[cols])
+        if model_tokens is not None and self.model_tokens is not None and len(self.model_names) > 1:
+            evaluated = ~np.all(np.isnan(acc), axis=0)  # a reference model with no result is nobody's neighbour
+            if evaluated.sum() > 1:
+                out[:, 3] = zscore(self.neighbour_scores(model_names, model_tokens, zscore(knn), evaluated))
         return out.astype(np.float32)
+
+    def neighbour_scores(
+        self, model_names: Sequence[str], model_tokens: np.ndarray, reference_scores: np.ndarray, usable: np.ndarray
+    ) -> np.ndarray:
+        """``(len(model_names),)``: each model's softmax-weighted mean of ``reference_scores (N,)`` over the
+        ``usable (N,)`` reference models (never itself), weighted by centred-cosine similarity of the tokens."""
+        ref = np.asarray(self.model_tokens, dtype=np.float64)
+        if np.shape(model_tokens)[1] != ref.shape[1]:
+            raise ValueError(f"model tokens of width {np.shape(model_tokens)[1]}, but the ranker's reference models have "
+                             f"{ref.shape[1]}: the embeddings changed since the ranker was trained; retrain it")
+        centre = ref[usable].mean(0)
+
+        def unit(x: np.ndarray) -> np.ndarray:
+            x = np.asarray(x, dtype=np.float64) - centre
+            return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+        sim = unit(model_tokens) @ unit(ref).T / self.neighbour_temperature  # (M, N)
+        sim[:, ~usable] = -np.inf
+        index = {m: j for j, m in enumerate(self.model_names)}
+        for i, name in enumerate(model_names):
+            if name in index:
+                sim[i, index[name]] = -np.inf
+        weights = np.exp(sim - sim.max(1, keepdims=True))
+        weights /= weights.sum(1, keepdims=True)
+        return weights @ np.where(usable, reference_scores, 0.0)
 
     def to_dict(self) -> dict:
         return {
@@ -93,6 +133,8 @@ class BaselineReference:
             "families": self.families,
             "k": self.k,
             "temperature": self.temperature,
+            "model_tokens": None if self.model_tokens is None else np.asarray(self.model_tokens).tolist(),
+            "neighbour_temperature": self.neighbour_temperature,
         }
 
     @classmethod
@@ -106,4 +148,6 @@ class BaselineReference:
             families=dict(data["families"]),
             k=int(data["k"]),
             temperature=float(data["temperature"]),
+            model_tokens=None if data.get("model_tokens") is None else np.asarray(data["model_tokens"], dtype=np.float64),
+            neighbour_temperature=float(data.get("neighbour_temperature", 0.05)),
         )

@@ -55,6 +55,7 @@ class RankerTrainingConfig:
     knn_k: int = 3  # nearest-dataset input: neighbours and softmax temperature
     knn_temperature: float = 0.05
     model_dropout: float = 0.0  # augmentation: hide this fraction of models from each training list
+    history_dropout: float = 0.0  # augmentation: the chance a training list's models look new (no own history)
     trainer: TrainerConfig = field(
         default_factory=lambda: TrainerConfig(
             epochs=60, lr=3e-4, weight_decay=1e-2, early_stopping_patience=15, scheduler="none"
@@ -69,7 +70,8 @@ class RankerTrainingConfig:
 
 def product_ranker() -> RankerTrainingConfig:
     """The product's ranker (the ``ranking_transformer`` asset's default): ``linear``, a learned weighting
-    of the baselines' scores (prior, nearest-dataset, source similarity) started at their plain sum,
+    of the baselines' scores (prior, nearest-dataset, source similarity, weight neighbours) started at
+    their plain sum,
     pairwise loss. On the demo world's leave-family-out validation folds it is among the two best
     variants (README, "Ranking quality"); on new models, which have no past results, validation
     prefers the seed transformer."""
@@ -179,7 +181,8 @@ class RankerArtifact:
             if model_names is None:
                 raise ValueError("this ranker uses baseline features: pass model_names")
             features = torch.from_numpy(
-                self.reference.features(dataset_descriptor(tokens), model_names, model_sources=model_sources)
+                self.reference.features(dataset_descriptor(tokens), model_names, model_sources=model_sources,
+                                        model_tokens=model_tokens)
             )[None]
         self.model.eval()
         with torch.inference_mode():
@@ -284,6 +287,7 @@ def baseline_reference(
         families={d: families.get(d, d) for d in train_names},
         k=config.knn_k,
         temperature=config.knn_temperature,
+        model_tokens=np.asarray(corpus.model_tokens, dtype=np.float64),
     )
 
 
@@ -296,7 +300,8 @@ def with_baseline_features(
     for name in corpus.dataset_names:
         own = families.get(name, name) if corpus.splits.get(name, "train") == "train" else None
         features[name] = reference.features(
-            dataset_descriptor(corpus.dataset_tokens[name]), corpus.model_names, own, corpus.model_sources
+            dataset_descriptor(corpus.dataset_tokens[name]), corpus.model_names, own, corpus.model_sources,
+            corpus.model_tokens,
         )
     return replace(corpus, model_features=features)
 
@@ -339,6 +344,7 @@ def train_ranker(
         sample_rows=True,
         seed=config.seed,
         model_dropout=config.model_dropout,
+        history_dropout=config.history_dropout,
         **common,
     )
     val_loader = None

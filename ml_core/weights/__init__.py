@@ -5,8 +5,13 @@ Imports :mod:`ml_core.artifacts` and the shared trainer only.
 * :mod:`~ml_core.weights.checkpoints`: tensor-by-tensor readers that never unpickle code;
 * :mod:`~ml_core.weights.flatten` / :mod:`~ml_core.weights.parameters`: the whole network as
   ``(n_chunks, 8192)`` chunks (zarr), streamed, with a per-tensor index;
-* :mod:`~ml_core.weights.autoencoder`: ``AutoEncoder`` 8192 -> 1024 -> 512 over chunks;
-* :mod:`~ml_core.weights.embeddings`: chunk codes pooled into a model's tokens;
+* :mod:`~ml_core.weights.weight_tokens`: rows of tensors as small tokens with positions, and the
+  trivial descriptor (:func:`weight_statistics`) every embedding must beat;
+* :mod:`~ml_core.weights.token_encoder`: ``WeightTokenEncoder``, a transformer over windows of weight
+  tokens (masked reconstruction + contrastive views), the default embedder;
+* :mod:`~ml_core.weights.autoencoder`: ``AutoEncoder`` 8192 -> 1024 -> 512 over chunks (the baseline);
+* :mod:`~ml_core.weights.embedders`: one config that picks and trains either embedder;
+* :mod:`~ml_core.weights.embeddings`: window / chunk codes pooled into a model's tokens;
 * :mod:`~ml_core.weights.architectures`: the networks of the generated zoos (timm-style);
 * :mod:`~ml_core.weights.cards`: the model card, one schema for every zoo model's sidecar.
 """
@@ -50,8 +55,30 @@ from ml_core.weights.checkpoints import (
     extract_state_dict,
     open_checkpoint,
 )
-from ml_core.weights.embeddings import EmbeddingConfig, ModelEmbedding, embed_model, pool_codes
+from ml_core.weights.embedders import (
+    WeightEmbedder,
+    WeightEmbedderConfig,
+    embedder_config,
+    load_embedder,
+    train_embedder,
+)
+from ml_core.weights.embeddings import EmbeddingConfig, ModelEmbedding, embed, embed_model, pool_codes
 from ml_core.weights.flatten import CHUNK_SIZE, FlattenIndex, flatten_checkpoint, plan_flatten, unflatten
+from ml_core.weights.token_encoder import (
+    TokenEncoderArtifact,
+    TokenEncoderConfig,
+    TokenEncoderTrainingConfig,
+    WeightTokenEncoder,
+    train_token_encoder,
+)
+from ml_core.weights.weight_tokens import (
+    POSITION_FEATURES,
+    STATISTIC_FEATURES,
+    WeightTokens,
+    model_tokens,
+    network_order,
+    weight_statistics,
+)
 from ml_core.weights.parameters import (
     FlattenConfig,
     ModelParameters,
@@ -61,6 +88,23 @@ from ml_core.weights.parameters import (
 )
 
 __all__ = [
+    "POSITION_FEATURES",
+    "STATISTIC_FEATURES",
+    "TokenEncoderArtifact",
+    "TokenEncoderConfig",
+    "TokenEncoderTrainingConfig",
+    "WeightEmbedder",
+    "WeightEmbedderConfig",
+    "WeightTokenEncoder",
+    "WeightTokens",
+    "embed",
+    "embedder_config",
+    "load_embedder",
+    "model_tokens",
+    "network_order",
+    "train_embedder",
+    "train_token_encoder",
+    "weight_statistics",
     "ARCHITECTURES",
     "CHECKPOINT_SUFFIXES",
     "CHUNK_SIZE",

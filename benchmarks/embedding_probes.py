@@ -1,0 +1,127 @@
+"""Do model embeddings mean anything? Probes on held-out models, and the leave-models-out ranker, in one run.
+
+For every seed, models are cut into folds; per fold each weight embedder is retrained on the other
+models' weights alone, and linear probes fitted on their embeddings predict the held-out models'
+architecture, source task, source accuracy and mean transfer accuracy
+(:mod:`ml_core.evaluation.probes`). Describers, all on the same folds:
+
+* ``embedding``: the store's current weight embedder (the ``autoencoder`` asset's config: the token
+  encoder by default), pooled as the ``model_embeddings`` asset pools it;
+* ``chunk_autoencoder``: the seed's 8192 -> 1024 -> 512 chunk autoencoder, pooled as the seed did (the
+  mean code): the baseline;
+* ``weight_statistics``, ``counts``, ``random``: the bars.
+
+With ``--ranking`` it also runs the leave-models-out evaluation (the ranker trained on the other
+models, ranking the held-out ones, tokens from an embedder that never saw them) with each
+embedder's tokens, beside source similarity, the prior and LogME, paired by fold.
+
+    .venv/bin/python -m benchmarks.embedding_probes                       # after `make demo`
+    .venv/bin/python -m benchmarks.embedding_probes --seeds 0 1 2 --ranking
+"""
+
+import argparse
+import dataclasses
+import time
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.ranking_quality import add_store_arguments, commit, open_store
+from ml_core.evaluation import EvaluationConfig, evaluate, evaluation_folds, paired_differences, retrained_tokens
+from ml_core.evaluation.probes import (
+    TRIVIAL,
+    ProbeConfig,
+    beats_trivial,
+    embedder_describer,
+    model_properties,
+    probe_markdown,
+    probe_verdict,
+    run_probes,
+)
+from ml_core.weights import EmbeddingConfig, WeightEmbedderConfig, embed, train_embedder
+from pipelines.readers import autoencoder_training, ground_truth, model_parameters
+from resources.model_zoo import ModelZoo
+from resources.settings import default_zoo_dir
+
+BASELINE = WeightEmbedderConfig(method="chunk_autoencoder")
+BASELINE_POOLING = EmbeddingConfig(token_segments=0, structure=False)  # the seed's model token: the mean chunk code
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_store_arguments(parser)
+    parser.add_argument("--zoo", default=default_zoo_dir())
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--ranking", action="store_true", help="also the leave-models-out ranker, per embedder")
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    store, data = open_store(args)
+    params = model_parameters(store)
+    training = autoencoder_training(store)
+    cards = {e.key: e.card() for e in ModelZoo(root=args.zoo).entries() if e.key in params}
+    properties = model_properties(cards, ground_truth(store))
+    extra = {"chunk_autoencoder": lambda seed: embedder_describer(params, BASELINE.with_seed(seed), BASELINE_POOLING)}
+    frame = run_probes(params, properties, training, ProbeConfig(n_folds=args.folds, seeds=tuple(args.seeds)),
+                       extra=extra)
+    seconds = time.perf_counter() - start
+    if args.out:
+        frame.to_parquet(args.out, index=False)
+
+    print(f"embedding probes | commit {commit()} | seeds {args.seeds} | store {args.store}")
+    print(f"{len(params)} models, {args.folds} model folds per seed; embedder: {training.method}; {seconds:.0f} s on this CPU")
+    print("held-out models (each embedder retrained without them). architecture / source: accuracy (source: "
+          "descriptors centred per architecture); source_accuracy / mean_transfer: R^2 of the pooled held-out "
+          "predictions; mean +- std over seeds\n")
+    print(probe_markdown(frame))
+    for name in ("embedding", "chunk_autoencoder"):
+        margins = beats_trivial(frame, name, TRIVIAL)
+        per_seed = {prop: [beats_trivial(frame[frame["seed"] == s], name, TRIVIAL)[prop] for s in args.seeds]
+                    for prop in margins}
+        print(f"\n{name} minus the best trivial describer, per property (mean over seeds; seeds where it is better):")
+        for prop, margin in margins.items():
+            print(f"  {prop:16s} {margin:+.3f}   better in {sum(m > 0 for m in per_seed[prop])}/{len(args.seeds)} seeds")
+        verdict = probe_verdict(frame, name, ProbeConfig().min_properties_beaten, TRIVIAL)
+        print(f"  beaten: {', '.join(verdict['beaten']) or 'none'}; tied at the ceiling: "
+              f"{', '.join(verdict['ceiling_ties']) or 'none'}; the check would {'PASS' if verdict['passed'] else 'FAIL'}")
+    if args.ranking:
+        print()
+        ranking_comparison(data, params, training, args.seeds)
+
+
+def ranking_comparison(data, params, training: WeightEmbedderConfig, seeds: list[int]) -> None:  # noqa: ANN001
+    """Leave-models-out test weighted tau of the default ranker with each embedder's tokens, paired by fold."""
+    rows = []
+    for name, config, pooling in (("embedding", training, EmbeddingConfig()), ("chunk_autoencoder", BASELINE, BASELINE_POOLING)):
+        for seed in seeds:
+            seeded = config.with_seed(seed)
+            artifact, _ = train_embedder(dict(params.items()), seeded)
+            tokens = np.stack([embed(params[m], artifact, pooling).token for m in data.model_names])
+            seeded_data = dataclasses.replace(data, model_tokens=tokens)
+            evaluation = EvaluationConfig(variants=("default",), seed=seed)
+            folds = [f for f in evaluation_folds(seeded_data, evaluation) if f.kind == "models"]
+            result = evaluate(seeded_data, folds, evaluation, retrained_tokens(params, seeded, data.model_names, pooling))
+            test = result.rows[result.rows["split"] == "test"].assign(embedder=name, seed=seed)
+            rows.append(test)
+    rows = pd.concat(rows, ignore_index=True)
+    per_fold = rows.groupby(["embedder", "seed", "fold", "method"])["weighted_tau_truth"].mean().reset_index()
+    means = per_fold.groupby(["embedder", "method"])["weighted_tau_truth"].agg(["mean", "std"])
+    print("leave-models-out TEST weighted tau (truth-ordered), mean over folds and seeds +- std:")
+    reads_weights = ("ranker", "weight_neighbours", "source+weights")
+    for (embedder, method), row in means.iterrows():
+        if method.startswith(reads_weights) or embedder == "embedding":
+            label = f"{method} ({embedder} tokens)" if method.startswith(reads_weights) else method
+            print(f"  {label:56s} {row['mean']:+.3f} +- {row['std']:.3f}")
+    print("paired by fold and seed: what reads the weights minus source similarity, and minus the prior:")
+    for embedder in ("embedding", "chunk_autoencoder"):
+        sub = rows[rows["embedder"] == embedder].assign(fold=lambda f: f["seed"].astype(str) + ":" + f["fold"])
+        for baseline in ("source_similarity", "prior"):
+            diff = paired_differences(sub, baseline)
+            for row in diff[diff["method"].str.startswith(reads_weights)].itertuples():
+                print(f"  {embedder:18s} {row.method:36s} - {baseline:18s} {row.mean_difference:+.3f} +- "
+                      f"{row.standard_error:.3f}   better in {row.folds_better}/{row.n_folds}")
+
+
+if __name__ == "__main__":
+    main()
