@@ -62,11 +62,17 @@ def main() -> None:
     target = dataset_descriptor(tokens)
     baseline = best_of(lambda: nearest_dataset_scores(target, descriptors, reference.accuracy))
     sources = rng.normal(size=(n, dim))  # every model with a source sample: the most work
-    ranker = best_of(lambda: artifact.score(tokens, model_tokens, names, sources))
+    artifact.score(tokens, model_tokens + 1.0, names, sources)  # warm torch up on another model set
+    start = time.perf_counter()  # the first dataset of a model set also computes the N x N neighbour weights
+    artifact.score(tokens, model_tokens, names, sources)
+    cold = time.perf_counter() - start
+    ranker = best_of(lambda: artifact.score(tokens, model_tokens, names, sources))  # every later dataset
     print(f"{n} models, torch threads {torch.get_num_threads()}, this CPU (stand-in random inputs)")
     print(f"baseline: nearest-dataset scores   {1000 * baseline:7.2f} ms")
     print(f"learned ranker (4 features + cross-attention forward) {1000 * ranker:7.2f} ms = {ranker / baseline:5.1f} x baseline; "
           f"budget 100 ms: {'met' if ranker < 0.1 else 'MISSED'}")
+    print(f"  the first dataset of a model set (weight-neighbour weights computed, then cached) {1000 * cold:7.2f} ms; "
+          f"budget 100 ms: {'met' if cold < 0.1 else 'MISSED'}")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ a property of the model and the dataset alone, so it also informs on models neve
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -60,6 +61,7 @@ class BaselineReference:
     temperature: float = 0.05
     model_tokens: np.ndarray | None = None  # (N, Dm) the reference models' tokens, for weight neighbours
     neighbour_temperature: float = 0.05
+    _neighbour_weights: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def features(
         self,
@@ -108,20 +110,25 @@ class BaselineReference:
         if np.shape(model_tokens)[1] != ref.shape[1]:
             raise ValueError(f"model tokens of width {np.shape(model_tokens)[1]}, but the ranker's reference models have "
                              f"{ref.shape[1]}: the embeddings changed since the ranker was trained; retrain it")
-        centre = ref[usable].mean(0)
+        key = hashlib.sha256(np.ascontiguousarray(model_tokens, dtype=np.float64).tobytes()
+                             + repr(list(model_names)).encode() + usable.tobytes()).hexdigest()
+        weights = self._neighbour_weights.get(key)
+        if weights is None:  # depends on the tokens only, not on the dataset: computed once per model set
+            centre = ref[usable].mean(0)
 
-        def unit(x: np.ndarray) -> np.ndarray:
-            x = np.asarray(x, dtype=np.float64) - centre
-            return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+            def unit(x: np.ndarray) -> np.ndarray:
+                x = np.asarray(x, dtype=np.float64) - centre
+                return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
-        sim = unit(model_tokens) @ unit(ref).T / self.neighbour_temperature  # (M, N)
-        sim[:, ~usable] = -np.inf
-        index = {m: j for j, m in enumerate(self.model_names)}
-        for i, name in enumerate(model_names):
-            if name in index:
-                sim[i, index[name]] = -np.inf
-        weights = np.exp(sim - sim.max(1, keepdims=True))
-        weights /= weights.sum(1, keepdims=True)
+            sim = unit(model_tokens) @ unit(ref).T / self.neighbour_temperature  # (M, N)
+            sim[:, ~usable] = -np.inf
+            index = {m: j for j, m in enumerate(self.model_names)}
+            for i, name in enumerate(model_names):
+                if name in index:
+                    sim[i, index[name]] = -np.inf
+            weights = np.exp(sim - sim.max(1, keepdims=True))
+            weights /= weights.sum(1, keepdims=True)
+            self._neighbour_weights = {key: weights}  # the latest model set only: memory stays one matrix
         return weights @ np.where(usable, reference_scores, 0.0)
 
     def to_dict(self) -> dict:
