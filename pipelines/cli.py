@@ -144,7 +144,9 @@ def print_embedding_report(store: ArtifactStore) -> None:
         s = embedder.summary()
         click.echo(f"\nweight embedder ({s.get('method', 'chunk_autoencoder')}): relative reconstruction MSE "
                    f"{s['relative_mse']:.3f} on {len(s['val_models'])} models it never trained on (< 1: better than their mean)")
-    if probes is not None:
+    if probes is not None and "skipped" in probes.summary():
+        click.echo(f"embedding probes skipped: {probes.summary()['skipped']}")
+    elif probes is not None:
         s = probes.summary()
         verdict = "PASS" if s["passed"] else "FAIL"
         click.echo(f"embedding probes on held-out models (embedding_probes): {verdict}; beats the trivial descriptors "

@@ -141,3 +141,11 @@ def test_verdict_counts_beaten_properties_and_ties_at_the_ceiling():
     assert verdict["passed"] and verdict["margins"]["source"] == pytest.approx(-0.05)
     rows[0] = ("embedding", "architecture", 0.96)  # below a perfect trivial descriptor: not matched
     assert not probe_verdict(frame(rows), "embedding", 3, trivial=("weight_statistics",))["passed"]
+
+
+def test_a_zoo_too_small_to_hold_models_out_is_refused_by_name():
+    from ml_core.evaluation.probes import ProbeConfig, TooFewModels, run_probes
+
+    models, props = _zoo()
+    with pytest.raises(TooFewModels, match="at least 4 models"):
+        run_probes({m: None for m in models[:3]}, props, WeightEmbedderConfig(), ProbeConfig())

@@ -60,6 +60,13 @@ class ProbeConfig:
     min_properties_beaten: int = 3
 
 
+MIN_MODELS = 4
+
+
+class TooFewModels(ValueError):
+    """The zoo is too small to hold models out and still train on the rest."""
+
+
 #: ``describe(training_models) -> {model: descriptor (D,)}`` for every model (training and held-out).
 Describer = Callable[[Sequence[str]], Mapping[str, np.ndarray]]
 
@@ -287,6 +294,8 @@ def run_probes(
     fold and seed), the trivial describers and any ``extra`` ones (``{name: seed -> describer}``), over
     ``config.seeds``: :func:`probe_frame` rows with a ``seed`` column."""
     models = sorted(parameters)
+    if len(models) < MIN_MODELS:
+        raise TooFewModels(f"probes need at least {MIN_MODELS} models (each fold trains on the others), got {len(models)}")
     frames = []
     for seed in config.seeds:
         describers = {"embedding": embedder_describer(parameters, training.with_seed(seed), embedding),
