@@ -10,7 +10,7 @@ from assets.partitions import models_partitions
 from ml_core.weights import EmbeddingConfig, embed
 from resources.artifact_store import ArtifactStore
 
-CODE_VERSION = "2"  # 2: token-encoder windows; the token appends depth segments
+CODE_VERSION = "2"  # 2: token-encoder windows; the token appends depth segments and the layout summary
 EmbeddingAssetConfig = dagster_config(EmbeddingConfig(), "EmbeddingAssetConfig")
 
 
@@ -55,6 +55,7 @@ def model_embeddings(
         "token_dim": s["token_dim"],
         "token_norm": round(s["token_norm"], 4),
         "pooling": f"real-value-weighted mean of the piece codes, then of {embedding_config.token_segments} "
-                   "contiguous depth segments, concatenated",
+                   "contiguous depth segments" + (", then the tokens' mean position features (layout; token "
+                   "encoder only)" if embedding_config.structure else "") + ", concatenated",
     })
     yield AssetCheckResult(check_name="finite_embedding", passed=bool(s["finite"]))

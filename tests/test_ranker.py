@@ -260,3 +260,25 @@ def test_linear_ranker_learns_to_follow_the_source_similarity(tmp_path):
     for name in names[7:]:
         scores = artifact.score(tokens[name], corpus.model_tokens, ["new"] * n_models, sources)  # no history at all
         assert spearman(corpus.accuracy_of([name])[0], scores) > 0.9
+
+
+def test_history_dropout_shows_a_list_as_new_models_and_leaves_the_rest():
+    from ml_core.ranking import HISTORY_FEATURES, baseline_reference, with_baseline_features
+
+    corpus = _corpus()
+    families = {name: f"fam{i // 2}" for i, name in enumerate(corpus.dataset_names)}
+    config = RankerTrainingConfig(model=RankerConfig(architecture="linear", baseline_features=True))
+    corpus = with_baseline_features(corpus, baseline_reference(corpus, families, config), families)
+    normalizer = ModelTokenNormalizer.fit(corpus.model_tokens)
+
+    def features(history_dropout):
+        loader = build_combined_similarity_loader(corpus, splits=("train",), model_normalizer=normalizer, batch_size=6,
+                                                  history_dropout=history_dropout)
+        return next(iter(loader))["model_features"]
+
+    plain, dropped = features(0.0), features(1.0)
+    history = list(HISTORY_FEATURES)
+    others = [i for i in range(len(FEATURE_NAMES)) if i not in history]
+    assert plain[..., history].abs().sum() > 0 and dropped[..., history].abs().sum() == 0  # every list looks new
+    torch.testing.assert_close(dropped[..., others], plain[..., others])  # source and weight neighbours untouched
+    torch.testing.assert_close(features(0.0), plain)  # the augmentation changed a copy, never the corpus

@@ -26,7 +26,14 @@ from ml_core.ranking.data import (
     ranks_from_accuracy,
     scores_from_accuracy,
 )
-from ml_core.ranking.features import FEATURE_NAMES, N_BASELINE_FEATURES, BaselineReference, zscore, zscore_known
+from ml_core.ranking.features import (
+    FEATURE_NAMES,
+    HISTORY_FEATURES,
+    N_BASELINE_FEATURES,
+    BaselineReference,
+    zscore,
+    zscore_known,
+)
 from ml_core.ranking.losses import TemperatureSchedule, list_mle_loss, pairwise_logistic_loss
 from ml_core.ranking.models import RankerConfig, RankingCrossAttentionTransformer
 from ml_core.ranking.recommend import Recommendation, RecommendationConfig, recommend, recommendation_table
@@ -54,6 +61,7 @@ from ml_core.ranking.training import (
 
 __all__ = [
     "FEATURE_NAMES",
+    "HISTORY_FEATURES",
     "N_BASELINE_FEATURES",
     "SPLITS",
     "BaselineReference",
