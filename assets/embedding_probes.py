@@ -25,9 +25,9 @@ from ml_core.evaluation.probes import (
     probe_verdict,
     run_probes,
 )
-from ml_core.weights import embedder_config
+from ml_core.weights import ModelCard, embedder_config
 from resources.artifact_store import ArtifactStore
-from resources.model_zoo import ModelZoo
+from resources.model_zoo import ModelZoo, ZooError
 
 CODE_VERSION = "1"
 ProbesAssetConfig = dagster_config(ProbeConfig(), "ProbesAssetConfig")
@@ -53,7 +53,14 @@ def embedding_probes(
     ground_truth_ranks: Artifact,
 ):
     probe_config = config.to_ml()
-    cards = {e.key: e.card() for e in zoo.entries() if e.key in model_parameters}
+    cards = {}
+    for entry in zoo.entries():
+        if entry.key in model_parameters:
+            try:
+                cards[entry.key] = entry.card()
+            except ZooError as error:  # a malformed card spoils only its own model's properties
+                context.log.warning(f"embedding_probes: {error}; that model's card properties are unknown")
+                cards[entry.key] = ModelCard(name=entry.name)
     card_hash = hashlib.sha256(repr(sorted((k, c.model_dump_json()) for k, c in cards.items())).encode()).hexdigest()
     inputs = {"autoencoder": autoencoder.content_hash, "ground_truth_ranks": ground_truth_ranks.content_hash,
               "cards": card_hash, **content_hashes(model_parameters, "params")}
