@@ -252,11 +252,13 @@ def evaluate_reconstruction(model: AutoEncoder, loader: DataLoader, split: str) 
             total += float((x * maskf).sum())
             var_sum += float(((x**2) * maskf).sum())
             count += float(maskf.sum())
-    mean = total / max(count, 1.0)
-    variance = var_sum / max(count, 1.0) - mean**2
-    mse = se / max(count, 1.0)
-    return {
-        "eval_split": split,
-        "reconstruction_mse": mse,
-        "relative_mse": mse / variance if variance > 0 else float("nan"),
-    }
+    return {"eval_split": split, **relative_error(se, total, var_sum, count)}
+
+
+def relative_error(squared_error: float, total: float, squares: float, count: float) -> dict[str, float]:
+    """``reconstruction_mse`` and ``relative_mse`` (the MSE over the targets' variance: 1 = predicting
+    their mean) from sums over ``count`` real values: squared errors, targets and squared targets."""
+    n = max(count, 1.0)
+    variance = squares / n - (total / n) ** 2
+    mse = squared_error / n
+    return {"reconstruction_mse": mse, "relative_mse": mse / variance if variance > 0 else float("nan")}

@@ -38,7 +38,7 @@ from torch import nn
 from ml_core.artifacts import as_upath, read_json, write_json
 from ml_core.configs import config_from_dict, config_to_dict
 from ml_core.trainer import BaseTrainer, TrainerConfig, TrainingHistory, load_weights, save_weights
-from ml_core.weights.autoencoder import split_models
+from ml_core.weights.autoencoder import relative_error, split_models
 from ml_core.weights.parameters import ModelParameters
 from ml_core.weights.weight_tokens import N_POSITION_FEATURES, WeightTokens, model_tokens
 
@@ -285,6 +285,20 @@ class TokenEncoderTrainer(BaseTrainer):
         return reconstruction + self.training.contrastive_weight * contrastive
 
 
+def windowed(tokens: WeightTokens, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A model's tokens as consecutive windows (the last one padded; at least one):
+    ``values (W, window, S)``, ``positions (W, window, P)``, ``present (W, window)``, ``mask (W, window, S)``."""
+    n = len(tokens)
+    n_windows = max(1, math.ceil(n / window))
+    pad = n_windows * window - n
+
+    def fold(array: np.ndarray, fill: Any) -> np.ndarray:
+        tail = np.full((pad, *array.shape[1:]), fill, array.dtype)
+        return np.concatenate([array, tail]).reshape(n_windows, window, *array.shape[1:])
+
+    return fold(tokens.values, 0.0), fold(tokens.positions, 0.0), fold(np.ones(n, bool), False), fold(tokens.mask, False)
+
+
 @dataclass
 class TokenEncoderArtifact:
     """A trained :class:`WeightTokenEncoder` with its training config and figures."""
@@ -296,18 +310,11 @@ class TokenEncoderArtifact:
     def encode_tokens(self, tokens: WeightTokens, batch_windows: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A model's tokens in consecutive windows -> ``codes (n_windows, code_dim)``, ``weights``
         (real tokens per window) and ``depth`` (mean relative depth per window)."""
-        c = self.model.config
-        n = len(tokens)
-        n_windows = max(1, math.ceil(n / c.window))
-        pad = n_windows * c.window - n
-        values = np.concatenate([tokens.values, np.zeros((pad, c.token_size), np.float32)]).reshape(n_windows, c.window, -1)
-        positions = np.concatenate([tokens.positions, np.zeros((pad, N_POSITION_FEATURES), np.float32)]).reshape(
-            n_windows, c.window, -1)
-        present = np.concatenate([np.ones(n, bool), np.zeros(pad, bool)]).reshape(n_windows, c.window)
+        values, positions, present, _ = windowed(tokens, self.model.config.window)
         self.model.eval()
         codes = []
         with torch.inference_mode():
-            for s in range(0, n_windows, batch_windows):
+            for s in range(0, len(values), batch_windows):
                 sl = slice(s, s + batch_windows)
                 codes.append(self.model.encode(torch.from_numpy(values[sl]), torch.from_numpy(positions[sl]),
                                                torch.from_numpy(present[sl])).numpy())
@@ -374,19 +381,10 @@ def reconstruction_error(artifact: TokenEncoderArtifact, corpus: list[WeightToke
     model.eval()
     with torch.inference_mode():
         for tokens in corpus:
-            n = len(tokens)
-            if not n:
+            if not len(tokens):
                 continue
-            n_windows = math.ceil(n / c.window)
-            pad = n_windows * c.window - n
-
-            def windows(array: np.ndarray, fill: Any) -> np.ndarray:
-                tail = np.full((pad, *array.shape[1:]), fill, array.dtype)
-                return np.concatenate([array, tail]).reshape(n_windows, c.window, *array.shape[1:])
-
-            values, positions = windows(tokens.values, 0.0), windows(tokens.positions, 0.0)
-            present, mask = windows(np.ones(n, bool), False), windows(tokens.mask, False)
-            for s in range(0, n_windows, batch_windows):
+            values, positions, present, mask = windowed(tokens, c.window)
+            for s in range(0, len(values), batch_windows):
                 sl = slice(s, s + batch_windows)
                 _, recon = model(torch.from_numpy(values[sl]), torch.from_numpy(positions[sl]), torch.from_numpy(present[sl]))
                 real = mask[sl]
@@ -395,7 +393,4 @@ def reconstruction_error(artifact: TokenEncoderArtifact, corpus: list[WeightToke
                 total += float(target.sum())
                 sq += float((target**2).sum())
                 count += float(real.sum())
-    mean = total / max(count, 1.0)
-    variance = sq / max(count, 1.0) - mean**2
-    mse = se / max(count, 1.0)
-    return {"reconstruction_mse": mse, "relative_mse": mse / variance if variance > 0 else float("nan")}
+    return relative_error(se, total, sq, count)
