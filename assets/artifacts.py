@@ -60,6 +60,7 @@ from ml_core.artifacts import (
     write_manifest,
 )
 from ml_core.evaluation import EvaluationData, evaluation_data
+from ml_core.weights import ModelCard
 from ml_core.images import dataset_descriptor
 from ml_core.ranking.baselines import source_descriptor_matrix
 from resources.artifact_store import ArtifactStore
@@ -193,6 +194,19 @@ def embedding_tokens(embeddings: Mapping[str, Artifact]) -> dict[str, np.ndarray
     return {model: artifact.load().token for model, artifact in embeddings.items()}
 
 
+def model_attributes(cards: Mapping[str, ModelCard], parameters: Mapping[str, Artifact]) -> dict[str, dict[str, Any]]:
+    """``{model: {"n_parameters", "source_accuracy"}}``: what the data-free priors read besides the history.
+    The parameter count is the card's, else the number of values ``model_parameters`` flattened; the
+    source accuracy is the card's (None: unknown)."""
+    out = {}
+    for model, artifact in parameters.items():
+        card = cards.get(model)
+        count = card.parameter_count if card is not None and card.parameter_count else None
+        out[model] = {"n_parameters": count or artifact.summary().get("n_parameters"),
+                      "source_accuracy": card.source_accuracy if card is not None else None}
+    return out
+
+
 def evaluation_inputs(
     ranks: Artifact,
     embeddings: Mapping[str, Artifact],
@@ -200,10 +214,11 @@ def evaluation_inputs(
     families: Mapping[str, str],
     transferability: Mapping[str, Artifact],
     sources: Mapping[str, Artifact],
+    attributes: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> EvaluationData:
     """The held-out evaluation's inputs from the artifacts that hold them (``ranker_evaluation``'s, or a
     store's current ones): :func:`ml_core.evaluation.evaluation_data` of their loaded objects; only the
-    labelled datasets' tokens are read."""
+    labelled datasets' tokens are read. ``attributes``: :func:`model_attributes`."""
     models = sorted(embeddings)
     return evaluation_data(
         ranks.load(),
@@ -212,6 +227,7 @@ def evaluation_inputs(
         families,
         {d: a.load()["scores"] for d, a in transferability.items()},
         source_descriptors(sources, models) if sources else None,
+        attributes,
     )
 
 

@@ -25,9 +25,9 @@ from ml_core.evaluation.probes import (
     probe_verdict,
     run_probes,
 )
-from ml_core.weights import ModelCard, embedder_config
+from ml_core.weights import embedder_config
 from resources.artifact_store import ArtifactStore
-from resources.model_zoo import ModelZoo, ZooError
+from resources.model_zoo import ModelZoo, cards_fingerprint
 
 CODE_VERSION = "1"
 ProbesAssetConfig = dagster_config(ProbeConfig(), "ProbesAssetConfig")
@@ -53,17 +53,10 @@ def embedding_probes(
     ground_truth_ranks: Artifact,
 ):
     probe_config = config.to_ml()
-    cards = {}
-    for entry in zoo.entries():
-        if entry.key in model_parameters:
-            try:
-                cards[entry.key] = entry.card()
-            except ZooError as error:  # a malformed card spoils only its own model's properties
-                context.log.warning(f"embedding_probes: {error}; that model's card properties are unknown")
-                cards[entry.key] = ModelCard(name=entry.name)
-    card_hash = hashlib.sha256(repr(sorted((k, c.model_dump_json()) for k, c in cards.items())).encode()).hexdigest()
+    # a malformed card spoils only its own model's properties
+    cards = zoo.cards(model_parameters, warn=lambda message: context.log.warning(f"embedding_probes: {message}"))
     inputs = {"autoencoder": autoencoder.content_hash, "ground_truth_ranks": ground_truth_ranks.content_hash,
-              "cards": card_hash, **content_hashes(model_parameters, "params")}
+              "cards": cards_fingerprint(cards), **content_hashes(model_parameters, "params")}
 
     def build(directory: UPath) -> tuple[str, dict]:
         training = embedder_config(autoencoder.load())

@@ -1,4 +1,11 @@
-"""Asset ``model_recommendations``: the whole zoo ranked for one dataset, labelled or not."""
+"""Asset ``model_recommendations``: the whole zoo ranked for one dataset, labelled or not.
+
+With ``forward_passes: k`` in its config, ``k`` models are measured on the dataset's labelled training
+images (a linear probe, or LogME, on their features), one at a time, each chosen after the results
+before it, and the zoo is ranked by the budgeted mode (:mod:`ml_core.ranking.budget`). The measurements
+are the cells ``transferability_scores`` caches: a model measured once is never run again on the same
+dataset content, by either asset.
+"""
 
 import hashlib
 
@@ -26,11 +33,16 @@ from assets.artifacts import (
 from assets.configs import dagster_config
 from assets.loaders import RECOMMENDATIONS_FILE, write_parquet
 from assets.partitions import datasets_partitions
+from assets.transferability_cells import cached_cell, dataset_images
+from ml_core.ground_truth import TransferabilityConfig, column_inputs, zoo_cells
 from ml_core.ranking import RecommendationConfig, recommend
 from resources.artifact_store import ArtifactStore
+from resources.dataset_catalog import DatasetCatalog
+from resources.model_zoo import ModelZoo
 
-CODE_VERSION = "5"  # 2: scores with model names (baseline features); 3: and source samples; 4: shortlist;
+# 2: scores with model names (baseline features); 3: and source samples; 4: shortlist;
 # 5: coverage ties broken by the ranker whatever the float rounding
+CODE_VERSION = "6"  # 6: a budget of forward passes (config forward_passes)
 RecommendationAssetConfig = dagster_config(RecommendationConfig(), "RecommendationAssetConfig")
 
 
@@ -53,12 +65,15 @@ REFRESH_WHEN_INPUTS_CHANGE = AutomationCondition.eager().replace(
     },
     check_specs=[AssetCheckSpec("every_model_ranked", asset="model_recommendations")],
     automation_condition=REFRESH_WHEN_INPUTS_CHANGE,
-    description="The ranked zoo for one dataset (rank 0 = recommended first), with the prior and, if known, accuracy.",
+    description="The ranked zoo for one dataset (rank 0 = recommended first), with the prior and, if known, "
+    "accuracy; with forward_passes k > 0, k models measured on the dataset (linear probe) guide the ranking.",
 )
 def model_recommendations(
     context: AssetExecutionContext,
     config: RecommendationAssetConfig,
     store: ArtifactStore,
+    zoo: ModelZoo,
+    catalog: DatasetCatalog,
     ranking_transformer: Artifact,
     dataset_tokens: Artifact,
     model_embeddings: dict[str, Artifact],
@@ -72,6 +87,31 @@ def model_recommendations(
         "ground_truth_ranks": ground_truth_ranks.content_hash,
     } | content_hashes(model_embeddings, "model")
     inputs |= content_hashes({k: a for k, a in model_source_tokens.items() if k in model_embeddings}, "source")
+    recommendation_config = config.to_ml()
+    if recommendation_config.forward_passes > 0:  # the measured models' checkpoints and the images count too
+        entry = catalog.entry(dataset_key)
+        scoring = TransferabilityConfig()  # the images transferability_scores scores: its cells are shared
+        dataset_fp = store.fingerprints.folder(entry.path)
+        cells = {c.key: c for c in zoo_cells(zoo.entries(), store.fingerprints.file_sha256) if c.key in model_embeddings}
+        inputs |= {"dataset": dataset_fp} | column_inputs(list(cells.values()))
+        images = dataset_images(entry.path, scoring)
+        proxy = recommendation_config.budget_proxy
+
+        def measure_model(models: list[str]):  # noqa: ANN202 - the measure the budgeted mode calls
+            def measure(j: int) -> float:
+                cell = cells.get(models[j])
+                if cell is None or cell.card is None:
+                    context.log.warning(f"{models[j]}: cannot be measured ({cell.problem if cell else 'not in the zoo'})")
+                    return float("nan")
+                outcome, hit = cached_cell(store, cell, dataset_key, dataset_fp, images, scoring)
+                if "error" in outcome:
+                    context.log.warning(f"{models[j]}: not measured on {dataset_key}: {outcome['error']}")
+                    return float("nan")
+                context.log.info(f"measured {models[j]} on {dataset_key}: {proxy} {outcome[proxy]:.4f}"
+                                 f"{' (cached)' if hit else ''}")
+                return float(outcome[proxy])
+
+            return measure
 
     def build(directory: UPath) -> tuple[str, dict]:
         models = sorted(model_embeddings)
@@ -79,7 +119,8 @@ def model_recommendations(
         recommendation = recommend(
             ranking_transformer.load(), dataset_key, dataset_tokens.load(), models,
             np.stack([tokens[m] for m in models]), ground_truth_ranks.load(),
-            config.to_ml(), source_descriptors(model_source_tokens, models),
+            recommendation_config, source_descriptors(model_source_tokens, models),
+            measure_model(models) if recommendation_config.forward_passes > 0 else None,
         )
         write_parquet(recommendation.table, directory / RECOMMENDATIONS_FILE)
         table = recommendation.table
@@ -95,6 +136,9 @@ def model_recommendations(
         "n_models": s["n_models"],
         "recommended": s["top_models"][0] if s["top_models"] else "",
         "two_stage_shortlist": MetadataValue.json(s["shortlist"]),
+        "ranking": s.get("ranking", "ranker"),
+        "forward_passes": s.get("forward_passes", 0),
+        "measured_models": MetadataValue.json(s.get("measured", {})),
         "recommendations": MetadataValue.md(table.head(config.top_k_shown).round(4).to_markdown(index=False)),
     }
     for method in ("ranker", "prior"):

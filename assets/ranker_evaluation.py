@@ -20,6 +20,7 @@ from assets.artifacts import (
     content_hashes,
     evaluation_inputs,
     materialize_asset,
+    model_attributes,
     png_markdown,
 )
 from assets.configs import RANKER_TRAINING_EXCLUDED, dagster_config, nested
@@ -36,18 +37,20 @@ from ml_core.evaluation import (
 from ml_core.weights import embedder_config
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
+from resources.model_zoo import ModelZoo, cards_fingerprint
 
 # 2: two-stage rows with the prior's and nearest-dataset's shortlists; 3: variant ensemble; 4: source
 # similarity (baseline and ranker input), coverage shortlists, the oracle-neighbour ceiling, a linear variant;
 # 5: coverage ties broken by the first stage whatever the float rounding; 6: nearest-dataset by source
 # profile (a baseline row); 7: one config (variants named, changes of one base)
-CODE_VERSION = "8"  # 8: leave-models-out folds retrain the configured weight embedder
+# 8: leave-models-out folds retrain the configured weight embedder
+CODE_VERSION = "9"  # 9: the size and source-accuracy priors, the linear probe, a budget of forward passes
 # ``seed`` seeds the folds and every variant's training; the widths come from the data
 EvaluationAssetConfig = dagster_config(
     EvaluationConfig(), "EvaluationAssetConfig",
     exclude=nested("base", RANKER_TRAINING_EXCLUDED),
 )
-REPORTED = ("ranker", "prior", "nearest", "nearest_source_profile", "source_similarity", "weight_neighbours",
+REPORTED = ("ranker", "prior", "best_prior", "prior_size", "prior_source_accuracy", "probe", "nearest", "nearest_source_profile", "source_similarity", "weight_neighbours",
             "source+weights", "logme", "two_stage",
             "oracle_nearest")
 
@@ -71,6 +74,7 @@ def ranker_evaluation(
     config: EvaluationAssetConfig,
     store: ArtifactStore,
     catalog: DatasetCatalog,
+    zoo: ModelZoo,
     model_parameters: dict[str, Artifact],
     model_embeddings: dict[str, Artifact],
     model_source_tokens: dict[str, Artifact],
@@ -85,10 +89,13 @@ def ranker_evaluation(
                             ("source", model_source_tokens), ("transferability", transferability_scores)):
         inputs |= content_hashes(artifacts, name)
     families = {e.key: e.family for e in catalog.entries()}
+    cards = zoo.cards(model_parameters, warn=lambda message: context.log.warning(f"ranker_evaluation: {message}"))
+    inputs["cards"] = cards_fingerprint(cards)  # the size and source-accuracy priors read them
 
     def build(directory: UPath) -> tuple[str, dict]:
         data = evaluation_inputs(ground_truth_ranks, model_embeddings, dataset_tokens, families,
-                                 transferability_scores, model_source_tokens)
+                                 transferability_scores, model_source_tokens,
+                                 model_attributes(cards, model_parameters))
         n_families = len(set(data.families.values()))
         if n_families < 3:  # a held-out family, a validation family and a training family at least
             reason = f"only {n_families} famil{'y' if n_families == 1 else 'ies'} of labelled datasets: need 3"
@@ -106,6 +113,9 @@ def ranker_evaluation(
                                                          "variant_validation": result.variant_validation,
                                                          "selected_shortlist": result.selected_shortlist,
                                                          "shortlist_validation": result.shortlist_validation,
+                                                         "selected_priors": result.selected_priors,
+                                                         "selected_budget": result.selected_budget,
+                                                         "budget_validation": result.budget_validation,
                                                          "folds": result.folds})
         with (directory / EVALUATION_PLOT_FILE).open("wb") as handle:
             evaluation_plot(result, handle)
@@ -113,6 +123,7 @@ def ranker_evaluation(
         return content, {"selected_variant": result.selected_variant,
                          "variant_validation": result.variant_validation,
                          "selected_shortlist": result.selected_shortlist,
+                         "selected_priors": result.selected_priors, "selected_budget": result.selected_budget,
                          "n_folds": len(folds), "n_datasets": len(data.dataset_names),
                          "n_models": len(data.model_names), "has_forward_baselines": data.logme is not None}
 
@@ -129,6 +140,8 @@ def ranker_evaluation(
         "selected_variant": s["selected_variant"],
         "variant_validation_wtau": MetadataValue.json(s["variant_validation"]),
         "two_stage_shortlist": s.get("selected_shortlist", ""),
+        "best_prior": MetadataValue.json(s.get("selected_priors", {})),
+        "budget_setting": s.get("selected_budget", ""),
         "n_folds": s["n_folds"],
         "n_datasets": s["n_datasets"],
         "n_models": s["n_models"],
@@ -141,7 +154,7 @@ def ranker_evaluation(
         "plot": png_markdown(result.ref.directory(store) / EVALUATION_PLOT_FILE, "ranker evaluation"),
     }
     for row in summary.itertuples():
-        if row.method in REPORTED:
+        if row.method in REPORTED or row.method.startswith("budget@"):
             metadata[f"{row.protocol}_{row.method}_wtau"] = float(row.weighted_tau_truth_mean)
             metadata[f"{row.protocol}_{row.method}_regret"] = float(row.top1_regret_mean)
     yield result.output(metadata)

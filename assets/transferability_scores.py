@@ -1,4 +1,4 @@
-"""Asset ``transferability_scores``: LogME and H-score of every zoo model on one dataset.
+"""Asset ``transferability_scores``: LogME, H-score and a linear probe of every zoo model on one dataset.
 
 These are the forward-pass baselines the learned ranker is compared with: each needs every
 model run on the target's labelled training images. Partitioned by dataset; each (model,
@@ -12,28 +12,19 @@ import hashlib
 from dagster import AssetExecutionContext, BackfillPolicy, MetadataValue, asset
 from upath import UPath
 
-from assets.artifacts import materialize_asset, materialize_cached
+from assets.artifacts import materialize_asset
 from assets.configs import dagster_config
-from assets.loaders import CELL_FILE, SCORES_FILE
+from assets.loaders import SCORES_FILE
 from assets.partitions import datasets_partitions
+from assets.transferability_cells import cached_cell, dataset_images
 from ml_core.artifacts import stable_json, write_json
-from ml_core.ground_truth import (
-    LabelledImages,
-    TransferabilityConfig,
-    ZooCell,
-    column_inputs,
-    load_split,
-    scoring_images,
-    transferability_column,
-    transferability_outcome,
-    zoo_cells,
-)
+from ml_core.ground_truth import TransferabilityConfig, ZooCell, column_inputs, transferability_column, zoo_cells
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
 from resources.model_zoo import ModelZoo
 
-CODE_VERSION = "3"  # 2: Ledoit-Wolf shrunk H-score; 3: one content fingerprint per dataset and per checkpoint
-CELL_ASSET = "transferability_cell"
+# 2: Ledoit-Wolf shrunk H-score; 3: one content fingerprint per dataset and per checkpoint
+CODE_VERSION = "4"  # 4: a 4-fold linear probe's accuracy beside LogME and H-score
 TransferabilityAssetConfig = dagster_config(TransferabilityConfig(), "TransferabilityAssetConfig")
 
 
@@ -43,7 +34,8 @@ TransferabilityAssetConfig = dagster_config(TransferabilityConfig(), "Transferab
     group_name="evaluation",
     kinds={"pytorch", "json"},
     backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=1),
-    description="LogME and H-score of every zoo model on this dataset's training images (forward-pass baselines).",
+    description="LogME, H-score and a 4-fold linear probe of every zoo model on this dataset's training images "
+    "(forward-pass baselines; the probe is the budgeted mode's measurement).",
 )
 def transferability_scores(
     context: AssetExecutionContext,
@@ -56,25 +48,10 @@ def transferability_scores(
     scoring = config.to_ml()
     dataset_fp = store.fingerprints.folder(entry.path)
     cells = zoo_cells(zoo.entries(), store.fingerprints.file_sha256)
-    loaded: dict[str, LabelledImages] = {}
-
-    def images() -> LabelledImages:  # decoded once per dataset, only on a cell miss
-        if "data" not in loaded:
-            loaded["data"] = scoring_images(load_split(entry.path, scoring.split), scoring.max_images)
-        return loaded["data"]
+    images = dataset_images(entry.path, scoring)  # decoded once per dataset, only on a cell miss
 
     def score(cell: ZooCell) -> tuple[dict, bool]:
-        def build(directory: UPath) -> tuple[str, dict]:
-            outcome = transferability_outcome(cell, images)
-            write_json(directory / CELL_FILE, outcome)
-            return hashlib.sha256(stable_json(outcome).encode()).hexdigest(), outcome
-
-        result = materialize_cached(
-            store, asset=CELL_ASSET, partition=entry.key, code_version=CODE_VERSION, config=config.model_dump(),
-            inputs={"dataset": dataset_fp, "checkpoint": cell.checkpoint_sha256, "card": cell.input_hash()},
-            build=build, log=None,  # one cell per model: no per-cell cache messages
-        )
-        return result.summary, result.cache_hit
+        return cached_cell(store, cell, entry.key, dataset_fp, images, scoring)
 
     def build(directory: UPath) -> tuple[str, dict]:
         scores, problems, hits = transferability_column(cells, score)
@@ -90,8 +67,9 @@ def transferability_scores(
     s = result.summary
     scores = result.artifact(store).load()["scores"]
     ranked = sorted(scores.items(), key=lambda kv: -kv[1]["logme"])
-    table = "| model | LogME | H-score | forward s |\n| --- | --- | --- | --- |\n" + "\n".join(
-        f"| {m} | {v['logme']:.4f} | {v['h_score']:.3f} | {v['forward_seconds']:.2f} |" for m, v in ranked
+    table = "| model | LogME | H-score | linear probe | forward s |\n| --- | --- | --- | --- | --- |\n" + "\n".join(
+        f"| {m} | {v['logme']:.4f} | {v['h_score']:.3f} | {v['probe']:.3f} | {v['forward_seconds']:.2f} |"
+        for m, v in ranked
     )
     yield result.output({
         "n_scored": s["n_scored"],

@@ -1,13 +1,17 @@
-"""Ranking quality on held-out data: the learned ranker beside random, the prior, nearest-dataset,
-LogME and H-score, for leave-family-out and leave-models-out folds, in one run.
+"""Ranking quality on held-out data: the learned ranker beside random, the data-free priors,
+nearest-dataset, source similarity, LogME, H-score, the linear probe and a budget of forward passes,
+for leave-family-out and leave-models-out folds, in one run, over one or several generated worlds.
 
-It reads a materialized artifact store (run `make demo` first: the demo world's embeddings,
-tokens, ground truth and transferability scores), sweeps the ranker variants, selects the one
-with the best VALIDATION weighted tau (test folds never take part), and prints the test
-table with the seed and the commit. Figures are means over folds +- their std over folds.
+It reads materialized artifact stores (run `make demo` first: the demo world's embeddings, tokens,
+ground truth and transferability scores), sweeps the ranker variants, selects the one with the best
+VALIDATION weighted tau (test folds never take part), and prints the test table with the seed and
+the commit. With several worlds (``--worlds``: work folders, each with ``artifacts/`` and
+``demo_world/`` as ``make demo`` leaves them, e.g. one per ``pipelines.cli demo --seed``), every
+choice is made per world on its own validation folds, each world's table hash is printed, and the
+figures are pooled: means over every world's folds, differences paired by (world, fold).
 
-    .venv/bin/python -m benchmarks.ranking_quality                  # .work/artifacts, demo world
-    .venv/bin/python -m benchmarks.ranking_quality --variants default
+    .venv/bin/python -m benchmarks.ranking_quality                  # .work: the demo world
+    .venv/bin/python -m benchmarks.ranking_quality --variants default --worlds .work .work/seed1 .work/seed2
 """
 
 import argparse
@@ -15,26 +19,47 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from ml_core.evaluation import (
     EvaluationConfig,
     EvaluationData,
+    EvaluationResult,
     evaluate,
     evaluation_folds,
     paired_differences,
     retrained_tokens,
+    summarize,
     summary_markdown,
     validation_score,
 )
-from pipelines.readers import autoencoder_training, model_parameters, store_evaluation_data
+from pipelines.readers import (
+    autoencoder_training,
+    materialized,
+    model_parameters,
+    store_evaluation_data,
+    world_seed,
+)
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
-from resources.settings import default_artifact_root, default_datasets_dir
+from resources.model_zoo import ModelZoo
+from resources.settings import default_artifact_root, default_datasets_dir, default_zoo_dir
+
+#: the rows every world's line shows (besides the budget curve)
+HEADLINE = ("prior", "best_prior", "nearest_source_profile", "ranker", "logme", "probe", "two_stage")
+#: the baselines the methods are paired against
+BASELINES = ("best_prior", "prior", "nearest", "source_similarity", "logme", "probe")
+#: the methods paired against each baseline (besides the budget rows)
+PAIRED = (*HEADLINE, "prior_size", "prior_source_accuracy", "nearest", "source_similarity", "weight_neighbours",
+          "source+weights", "h_score", "oracle_nearest")
 
 
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every evaluation benchmark shares: where the store and datasets are, seed, output."""
     parser.add_argument("--store", default=default_artifact_root())
     parser.add_argument("--datasets", default=default_datasets_dir())
+    parser.add_argument("--zoo", default=default_zoo_dir(), help="the zoo folder (its cards feed the priors)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the rows as parquet here")
 
@@ -42,7 +67,7 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
 def open_store(args: argparse.Namespace) -> tuple[ArtifactStore, EvaluationData]:
     """The store named by :func:`add_store_arguments`'s options and the evaluation data it holds."""
     store = ArtifactStore(root=args.store)
-    return store, store_evaluation_data(store, DatasetCatalog(root=args.datasets))
+    return store, store_evaluation_data(store, DatasetCatalog(root=args.datasets), ModelZoo(root=args.zoo))
 
 
 def commit() -> str:
@@ -52,52 +77,125 @@ def commit() -> str:
         return "unknown"
 
 
+def world_stores(args: argparse.Namespace) -> list[tuple[str, argparse.Namespace]]:
+    """``(label, options)`` per world: the ``--store/--datasets/--zoo`` options, or one per ``--worlds`` folder."""
+    if not args.worlds:
+        return [("world", args)]
+    worlds = []
+    for folder in map(Path, args.worlds):
+        options = argparse.Namespace(**vars(args))
+        options.store, options.datasets, options.zoo = (str(folder / "artifacts"), str(folder / "demo_world" / "datasets"),
+                                                        str(folder / "demo_world" / "zoo"))
+        seed = world_seed(folder / "demo_world")
+        worlds.append((f"seed{seed}" if seed is not None else folder.name, options))
+    return worlds
+
+
+def run_world(options: argparse.Namespace) -> tuple[EvaluationData, EvaluationResult, str, int]:
+    """One world's evaluation: its data, the result, its table hash and its number of folds."""
+    store, data = open_store(options)
+    tokens_without = retrained_tokens(model_parameters(store), autoencoder_training(store), data.model_names)
+    config = EvaluationConfig(variants=(options.variants,), seed=options.seed, models_folds=options.models_folds)
+    folds = evaluation_folds(data, config)
+    result = evaluate(data, folds, config, tokens_without)
+    return data, result, materialized(store, "ground_truth_ranks").content_hash[:12], len(folds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_store_arguments(parser)
     parser.add_argument("--variants", choices=["default", "sweep"], default="sweep")
     parser.add_argument("--models-folds", type=int, default=3)
+    parser.add_argument("--worlds", nargs="+", default=None,
+                        help="work folders of several worlds (each with artifacts/ and demo_world/)")
     args = parser.parse_args()
 
     start = time.perf_counter()
-    store, data = open_store(args)
-    tokens_without = retrained_tokens(model_parameters(store), autoencoder_training(store), data.model_names)
-    config = EvaluationConfig(variants=(args.variants,), seed=args.seed, models_folds=args.models_folds)
-    folds = evaluation_folds(data, config)
-    result = evaluate(data, folds, config, tokens_without)
+    frames, worlds = [], []
+    for label, options in world_stores(args):
+        data, result, table_hash, n_folds = run_world(options)
+        frames.append(result.rows.assign(world=label, fold=label + ":" + result.rows["fold"]))
+        worlds.append((label, data, result, table_hash, n_folds))
+    rows = pd.concat(frames, ignore_index=True)
     seconds = time.perf_counter() - start
     if args.out:
-        result.rows.to_parquet(Path(args.out), index=False)
+        rows.to_parquet(Path(args.out), index=False)
 
-    print(f"ranking quality | commit {commit()} | seed {args.seed} | store {args.store}")
-    print(f"{len(data.model_names)} models, {len(data.dataset_names)} labelled datasets in "
-          f"{len(set(data.families.values()))} families; {len(folds)} folds; {seconds:.0f} s on this CPU")
+    print(f"ranking quality | commit {commit()} | evaluation seed {args.seed} | {len(worlds)} world(s) | "
+          f"{seconds:.0f} s on this CPU")
     print("weighted tau 'truth' = scipy.stats.weightedtau(accuracy, score, rank=None) (Model Spider's); "
           "'scipy' = weightedtau(score, accuracy) (LogME / SFDA papers); regret in accuracy points")
-    print("validation weighted tau per variant (mean of leave-family-out and leave-models-out; chooses the "
-          "reported 'ranker'):")
+    for label, data, result, table_hash, n_folds in worlds:
+        print(f"\n== {label}: table {table_hash} | {len(data.model_names)} models, {len(data.dataset_names)} labelled "
+              f"datasets in {len(set(data.families.values()))} families; {n_folds} folds")
+        print_choices(result)
+    test_rows = rows[rows["split"] == "test"]
+    print(f"\nTEST over {len(worlds)} world(s), per world (mean over its folds; weighted tau, truth-ordered):")
+    print_per_world(test_rows, [w[0] for w in worlds])
+    print("\nTEST, pooled over the worlds' folds (held-out datasets; leave-models-out ranks only the held-out models):")
+    print(summary_markdown(summarize(test_rows)))
+    print_budget_curve(test_rows)
+    print("oracle_nearest reads the TEST truth to pick neighbours: the ceiling of neighbour-based rankings, not a method")
+    for baseline in BASELINES:
+        print(f"\nTEST, paired by (world, fold): method minus {baseline}, weighted tau (truth-ordered); "
+              "mean +- standard error over folds, folds where the method is better:")
+        differences = paired_differences(test_rows, baseline)
+        print_paired(differences[differences["method"].isin(PAIRED) | differences["method"].str.startswith("budget")])
+
+
+def print_choices(result: EvaluationResult) -> None:
+    """What validation chose in one world: the variant, the shortlist, the priors, the budget setting."""
+    print("validation weighted tau per variant (mean of leave-family-out and leave-models-out; chooses 'ranker'):")
     for name, value in sorted(result.variant_validation.items(), key=lambda kv: -kv[1]):
         per_protocol = "  ".join(f"{p} {validation_score(result.rows, f'ranker:{name}', p):+.3f}"
                                  for p in ("family", "models"))
         mark = "   <- selected" if name == result.selected_variant else ""
         print(f"  {name:40s} {value:+.3f}  ({per_protocol}){mark}")
-    print("validation weighted tau per shortlist policy of the selected variant (chooses the reported 'two_stage'):")
-    for name, value in result.shortlist_validation.items():
-        print(f"  {name:56s} {value:+.3f}{'   <- selected' if name == result.selected_shortlist else ''}")
-    print("oracle_nearest reads the TEST truth to pick neighbours: the ceiling of neighbour-based rankings, "
-          "not a method")
-    print("\nTEST (held-out datasets; leave-models-out ranks only the held-out models):")
-    print(summary_markdown(result.summary("test")))
-    test_rows = result.rows[result.rows["split"] == "test"]
-    print("\nTEST, paired by fold: method minus the data-free prior, weighted tau (truth-ordered); "
-          "mean +- standard error over folds, folds where the method is better:")
-    print_paired(paired_differences(test_rows, "prior"))
-    print("TEST, paired by fold: rankers minus the nearest-dataset baseline (the goal: at least +0.05):")
-    vs_nearest = paired_differences(test_rows, "nearest")
-    print_paired(vs_nearest[vs_nearest["method"].str.startswith("ranker")])
-    print("TEST, paired by fold: method minus LogME on all models (the two-stage goal: within 0.02):")
-    vs_logme = paired_differences(test_rows, "logme")
-    print_paired(vs_logme[vs_logme["method"].str.startswith("two_stage")])
+    print(f"shortlist ('two_stage'): {result.selected_shortlist}; best data-free prior per protocol: "
+          f"{result.selected_priors}; budget setting ('budget@k'): {result.selected_budget}")
+    best = sorted(result.budget_validation.items(), key=lambda kv: -kv[1])[:4]
+    print("  best budget settings on validation: " + ", ".join(f"{k} {v:+.3f}" for k, v in best))
+
+
+def print_per_world(test_rows: pd.DataFrame, labels: list[str]) -> None:
+    methods = [m for m in HEADLINE if m in set(test_rows["method"])]
+    methods += sorted((m for m in set(test_rows["method"]) if m.startswith("budget@")), key=lambda m: int(m[7:]))
+    for protocol, part in test_rows.groupby("protocol", sort=False):
+        per = part.groupby(["world", "fold", "method"])["weighted_tau_truth"].mean().groupby(["world", "method"]).mean()
+        print(f"  {protocol}:")
+        for method in methods:
+            values = [per.get((label, method), np.nan) for label in labels]
+            if np.all(np.isnan(values)):
+                continue
+            cells = "  ".join(f"{label} {v:+.3f}" for label, v in zip(labels, values, strict=True))
+            print(f"    {method:24s} {cells}   mean {np.nanmean(values):+.3f} +- {np.nanstd(values):.3f} over worlds")
+
+
+def print_budget_curve(test_rows: pd.DataFrame) -> None:
+    """Quality against forward passes spent: each budget rule, and the all-pass methods beside it."""
+    family = test_rows[test_rows["protocol"] == "family"]
+    per_fold = family.groupby(["fold", "method"])[["weighted_tau_truth", "top1_regret"]].mean()
+    per_method = per_fold.groupby("method").mean()
+    curves = sorted({m.rsplit("@", 1)[0] for m in per_method.index if m.startswith("budget")})
+    if not curves:
+        return
+    ks = sorted({int(m.rsplit("@", 1)[1]) for m in per_method.index if m.startswith("budget@")})
+    print("\nTEST, leave-family-out: a budget of k forward passes (weighted tau / top-1 regret; the chosen rule is "
+          "'budget'; k = 0 is the prior):")
+    print("| rule | " + " | ".join(f"k={k}" for k in ks) + " |")
+    print("| --- | " + " | ".join("---" for _ in ks) + " |")
+    for curve in curves:
+        cells = []
+        for k in ks:
+            name = f"{curve}@{k}" if k or curve == "budget" else "budget@0"
+            cells.append(f"{per_method.loc[name, 'weighted_tau_truth']:+.3f} / {per_method.loc[name, 'top1_regret']:.1f}"
+                         if name in per_method.index else "")
+        print(f"| {curve} | " + " | ".join(cells) + " |")
+    n = int(family["n_models"].iloc[0]) if "n_models" in family else 0
+    for method in ("probe", "logme", "two_stage"):
+        if method in per_method.index:
+            print(f"  all-pass {method}: {per_method.loc[method, 'weighted_tau_truth']:+.3f} / "
+                  f"{per_method.loc[method, 'top1_regret']:.1f}" + (f" ({n} passes)" if method != "two_stage" else ""))
 
 
 def print_paired(differences) -> None:  # noqa: ANN001 - a paired_differences frame

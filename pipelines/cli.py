@@ -164,13 +164,15 @@ def print_evaluation(store: ArtifactStore) -> None:
         click.echo(f"\nheld-out evaluation skipped: {saved['skipped']}")
         return
     summary = pd.DataFrame(saved["summary"])
-    methods = ["random", "prior", "nearest", "nearest_source_profile", "source_similarity", "weight_neighbours",
-               "source+weights", "h_score", "logme", "ranker", "two_stage",
-               "two_stage_coverage", "oracle_nearest"]
+    budgets = sorted((m for m in summary["method"] if m.startswith("budget@")), key=lambda m: int(m[7:]))
+    methods = ["random", "prior", "prior_size", "prior_source_accuracy", "best_prior", "nearest",
+               "nearest_source_profile", "source_similarity", "weight_neighbours", "source+weights", "h_score",
+               "logme", "probe", "ranker", "two_stage", "two_stage_coverage", *budgets, "oracle_nearest"]
     click.echo(f"\nheld-out evaluation (ranker_evaluation; reported ranker variant chosen on validation: "
-               f"{saved['selected_variant']}; two_stage = {saved.get('selected_shortlist') or 'its top k'}); "
-               "weighted tau truth-ordered, means ± std over folds; oracle_nearest reads the test truth "
-               "(a ceiling, not a method):")
+               f"{saved['selected_variant']}; two_stage = {saved.get('selected_shortlist') or 'its top k'}; "
+               f"best_prior = {saved.get('selected_priors', {})}; budget@k = k forward passes, "
+               f"{saved.get('selected_budget', '')}); weighted tau truth-ordered, means ± std over folds; "
+               "oracle_nearest reads the test truth (a ceiling, not a method):")
     click.echo(summary_markdown(summary, methods))
 
 

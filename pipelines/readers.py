@@ -6,11 +6,23 @@ IO manager writes), exactly what the assets downstream would receive.
 
 from __future__ import annotations
 
-from assets.artifacts import Artifact, LoadedArtifacts, current_artifact, current_artifacts, evaluation_inputs
+from pathlib import Path
+
+from assets.artifacts import (
+    Artifact,
+    LoadedArtifacts,
+    current_artifact,
+    current_artifacts,
+    evaluation_inputs,
+    model_attributes,
+)
+from ml_core.artifacts import read_json
 from ml_core.evaluation import EvaluationData
 from ml_core.weights import WeightEmbedderConfig, embedder_config
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
+from resources.model_zoo import ModelZoo
+from worlds.world import WORLD_MANIFEST_NAME, WorldManifest
 
 
 def materialized(store: ArtifactStore, asset: str, partition: str | None = None) -> Artifact:
@@ -27,8 +39,9 @@ def ground_truth(store: ArtifactStore):  # noqa: ANN201 - the ground-truth frame
     return materialized(store, "ground_truth_ranks").load()
 
 
-def store_evaluation_data(store: ArtifactStore, catalog: DatasetCatalog) -> EvaluationData:
+def store_evaluation_data(store: ArtifactStore, catalog: DatasetCatalog, zoo: ModelZoo) -> EvaluationData:
     """The held-out evaluation's inputs, as ``ranker_evaluation`` reads them (from the store's current ones)."""
+    parameters = current_artifacts(store, "model_parameters")
     return evaluation_inputs(
         materialized(store, "ground_truth_ranks"),
         current_artifacts(store, "model_embeddings"),
@@ -36,6 +49,7 @@ def store_evaluation_data(store: ArtifactStore, catalog: DatasetCatalog) -> Eval
         {e.key: e.family for e in catalog.entries()},
         current_artifacts(store, "transferability_scores"),
         current_artifacts(store, "model_source_tokens"),
+        model_attributes(zoo.cards(parameters), parameters),
     )
 
 
@@ -47,3 +61,9 @@ def autoencoder_training(store: ArtifactStore) -> WeightEmbedderConfig:
 def model_parameters(store: ArtifactStore) -> LoadedArtifacts:
     """Every model's flattened parameters, ``{model: ModelParameters}``, each read on first use."""
     return LoadedArtifacts(current_artifacts(store, "model_parameters"))
+
+
+def world_seed(world_root: Path) -> int | None:
+    """The seed a built-in world under ``world_root`` was generated with (None: no world manifest there)."""
+    manifest = world_root / WORLD_MANIFEST_NAME
+    return WorldManifest.model_validate(read_json(manifest)).seed if manifest.is_file() else None

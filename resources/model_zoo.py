@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,3 +132,21 @@ class ModelZoo(ConfigurableResource):
             if e.key == key:
                 return e
         raise ZooError(f"model partition {key!r} is not in the zoo at {self.root} (removed or renamed?)")
+
+    def cards(self, keys: Collection[str], warn: Callable[[str], None] = logger.warning) -> dict[str, ModelCard]:
+        """``{key: card}`` of the zoo models in ``keys``. A malformed card spoils only its own model: it is
+        reported through ``warn`` (naming the file) and replaced by an empty card (every field unknown)."""
+        cards = {}
+        for entry in self.entries():
+            if entry.key in keys:
+                try:
+                    cards[entry.key] = entry.card()
+                except ZooError as error:
+                    warn(f"{error}; that model's card fields are unknown")
+                    cards[entry.key] = ModelCard(name=entry.name)
+        return cards
+
+
+def cards_fingerprint(cards: dict[str, ModelCard]) -> str:
+    """One hash of every card's content (a cache-key input for the assets that read cards)."""
+    return hashlib.sha256(repr(sorted((k, c.model_dump_json()) for k, c in cards.items())).encode()).hexdigest()

@@ -188,3 +188,54 @@ def test_each_checkpoint_and_dataset_is_hashed_once_per_content(standin_world, t
     _FINGERPRINT_CACHES.clear()  # a new process: only the store's records remain
     again = materialize_all(instance, resources=resources, run_config=FAST_RUN_CONFIG, stages=stages)
     assert all(r.cache_hit for r in again) and not hashed  # nothing read again
+
+
+def test_a_budget_of_forward_passes_measures_k_models_once_and_shares_the_scored_cells(pipeline_run, monkeypatch):
+    import shutil
+
+    import assets.transferability_cells as cells_module
+
+    world, instance, resources = pipeline_run["world"], pipeline_run["instance"], pipeline_run["resources"]
+    store = resources["store"]
+    config = json.loads(json.dumps(FAST_RUN_CONFIG))
+    config["ops"]["model_recommendations"] = {"config": {"forward_passes": 3}}
+    stages = [("model_recommendations", "datasets")]
+    scored, unscored = world.dataset_names[:2]
+    calls = []
+    real = cells_module.transferability_outcome
+    monkeypatch.setattr(cells_module, "transferability_outcome", lambda cell, images: calls.append(cell.key)
+                        or real(cell, images))
+    # 1. transferability_scores has scored every cell of this dataset: the budget runs no model
+    records = materialize_all(instance, resources=resources, run_config=config, stages=stages,
+                              only_partitions={"datasets": [scored]})
+    assert [r.cache_hit for r in records] == [False] and calls == []
+    table = current_artifact(store, "model_recommendations", scored).load()
+    measured = table[table["measured"] >= 0].sort_values("measured")
+    assert len(measured) == 3 and set(table.loc[table["measured"] < 0, "measured_value"].isna()) == {True}
+    probes = current_artifact(store, "transferability_scores", scored).load()["scores"]
+    assert measured["measured_value"].tolist() == pytest.approx([probes[m]["probe"] for m in measured["model"]])
+    plain = current_artifact(store, "model_recommendations", world.dataset_names[2]).load()
+    assert "measured" not in plain  # without a budget, the table is the ranker's, as before
+    # 2. a dataset whose cells were never scored: exactly k forward passes, with the same results
+    cell_dir = store.root_path / cells_module.CELL_ASSET / unscored
+    moved = pipeline_run["root"] / "cells_aside"
+    shutil.move(str(cell_dir), str(moved))
+    try:
+        materialize_all(instance, resources=resources, run_config=config, stages=stages,
+                        only_partitions={"datasets": [unscored]})
+        assert len(calls) == 3 and len(set(calls)) == 3
+        table = current_artifact(store, "model_recommendations", unscored).load()
+        probes = current_artifact(store, "transferability_scores", unscored).load()["scores"]
+        chosen = table[table["measured"] >= 0]
+        assert sorted(chosen["model"]) == sorted(calls)
+        assert chosen["measured_value"].tolist() == pytest.approx([probes[m]["probe"] for m in chosen["model"]])
+        # 3. the same budget again: a cache hit, nothing is measured
+        again = materialize_all(instance, resources=resources, run_config=config, stages=stages,
+                                only_partitions={"datasets": [unscored]})
+        assert [r.cache_hit for r in again] == [True] and len(calls) == 3
+    finally:
+        shutil.rmtree(cell_dir, ignore_errors=True)
+        shutil.move(str(moved), str(cell_dir))
+    back = materialize_all(instance, resources=resources, run_config=FAST_RUN_CONFIG, stages=stages,
+                           only_partitions={"datasets": [scored, unscored]})
+    assert all(r.cache_hit for r in back)  # the budget-free tables are still there

@@ -16,7 +16,18 @@ leave-models-out) and is scored against the measured accuracies:
   model itself): what the weights alone say about a model with no results;
 * ``source+weights`` -- the sum of the z-scored source similarity and weight neighbours (no
   training, no forward pass): the two opinions that exist for a new model;
-* ``logme`` / ``h_score`` -- forward-pass baselines: every evaluation model run on the target;
+* ``prior_size`` / ``prior_source_accuracy`` -- the other data-free priors: the models ordered by their
+  parameter count, or by their accuracy on their own pre-training task (from the cards); ``best_prior``
+  is whichever of the three priors validation prefers, per protocol (for new models the history prior
+  says nothing, the other two still speak);
+* ``logme`` / ``h_score`` / ``probe`` -- forward-pass baselines: every evaluation model run on the
+  target (``probe``: a 4-fold linear probe's accuracy on its features); ``probe+prior``: the sum of the
+  z-scored probe and prior (leave-family-out), the strongest all-pass method measured here;
+* ``budget@<k>`` -- a budget of ``k`` forward passes (:mod:`ml_core.ranking.budget`; leave-family-out
+  only): ``k`` models measured one at a time by a proxy (the linear probe or LogME), the others
+  predicted from how the training datasets' results co-vary with the measured ones; ``k = 0`` is the
+  prior. The proxy, the choice of the next model and the two strengths are chosen on validation
+  (``budget:<proxy>:<selection>@<k>``: the best setting of each proxy and selection rule, the ablation);
 * ``ranker:<variant>`` -- each learned variant, trained on the fold's training datasets (and,
   for leave-models-out, on the seen models only, with model tokens from an autoencoder that
   never saw the held-out models), early-stopped on the fold's validation datasets;
@@ -44,6 +55,7 @@ seconds are the measured forward passes of the models they need).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import zlib
@@ -61,9 +73,11 @@ from ml_core.metrics import ranking_report, spearman
 from ml_core.progress import progress
 from ml_core.ranking import (
     BaselineReference,
+    BudgetConfig,
     RankerTrainingConfig,
     RankingCorpus,
     accuracy_matrix,
+    budgeted_ranking,
     coverage_shortlist,
     rerank_shortlist,
     top_k,
@@ -72,6 +86,7 @@ from ml_core.ranking import (
     zscore,
 )
 from ml_core.ranking.baselines import (
+    attribute_prior,
     data_free_prior,
     nearest_by_profile,
     nearest_dataset_scores,
@@ -102,6 +117,9 @@ class EvaluationData:
     h_score: np.ndarray | None = None  # (D, N)
     forward_seconds: np.ndarray | None = None  # (D, N): one model's forward pass over the target
     model_sources: np.ndarray | None = None  # (N, Dd): source-sample descriptors, NaN rows: none
+    probe: np.ndarray | None = None  # (D, N): 4-fold linear-probe accuracy on the target's features
+    model_sizes: np.ndarray | None = None  # (N,): parameter counts
+    source_accuracy: np.ndarray | None = None  # (N,): accuracy on the model's own pre-training task, NaN: unknown
 
     def row(self, dataset: str) -> int:
         return self.dataset_names.index(dataset)
@@ -114,24 +132,30 @@ def evaluation_data(
     families: Mapping[str, str],
     transferability: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
     model_sources: np.ndarray | None = None,
+    model_attributes: Mapping[str, Mapping[str, float | None]] | None = None,
 ) -> EvaluationData:
     """Align the evaluation's inputs: the models with a token and the labelled datasets with tokens
     (both sorted by key), their accuracies from the ground truth ``ranks``, each dataset's family,
     and, when every labelled dataset has them, the forward-pass baselines ``transferability[dataset]
-    [model] = {"logme", "h_score", "forward_seconds"}``. ``dataset_tokens`` may load lazily: only the
-    labelled datasets are read. ``model_sources`` are aligned with the sorted model keys."""
+    [model] = {"logme", "h_score", "probe", "forward_seconds"}``. ``dataset_tokens`` may load lazily: only
+    the labelled datasets are read. ``model_sources`` are aligned with the sorted model keys;
+    ``model_attributes[model]`` may give ``n_parameters`` and ``source_accuracy`` (the other priors)."""
     models = sorted(model_tokens)
     datasets = sorted(set(ranks["dataset_key"]) & set(dataset_tokens))
     accuracy = accuracy_matrix(ranks, datasets, models)
     transferability = transferability or {}
-    scores = {k: np.full(accuracy.shape, np.nan) for k in ("logme", "h_score", "forward_seconds")}
+    scores = {k: np.full(accuracy.shape, np.nan) for k in ("logme", "h_score", "probe", "forward_seconds")}
     for i, d in enumerate(datasets):
         cells = transferability.get(d, {})
         for j, m in enumerate(models):
             if m in cells:
                 for key in scores:
-                    scores[key][i, j] = cells[m][key]
+                    scores[key][i, j] = cells[m].get(key, np.nan)  # cells scored before the probe have none
     have_scores = all(d in transferability for d in datasets)
+    have_probe = have_scores and bool(np.any(~np.isnan(scores["probe"])))
+    attributes = {key: np.array([np.nan if (v := (model_attributes or {}).get(m, {}).get(key)) is None else v
+                                 for m in models], dtype=np.float64)
+                  for key in ("n_parameters", "source_accuracy")}
     return EvaluationData(
         model_names=models,
         dataset_names=datasets,
@@ -143,6 +167,9 @@ def evaluation_data(
         h_score=scores["h_score"] if have_scores else None,
         forward_seconds=scores["forward_seconds"] if have_scores else None,
         model_sources=model_sources,
+        probe=scores["probe"] if have_probe else None,
+        model_sizes=attributes["n_parameters"] if np.any(~np.isnan(attributes["n_parameters"])) else None,
+        source_accuracy=attributes["source_accuracy"] if np.any(~np.isnan(attributes["source_accuracy"])) else None,
     )
 
 
@@ -174,7 +201,11 @@ class EvaluationConfig:
     or sets of :data:`~ml_core.evaluation.variants.VARIANT_SETS`), each ``base`` with its changes;
     ``val_families``: validation families per fold; ``models_folds``: leave-models-out folds;
     ``two_stage_k``: the two-stage shortlist (0: a third of the evaluated models); ``knn_k`` /
-    ``knn_temperature``: the nearest-dataset baseline. ``seed`` seeds the folds and every variant's
+    ``knn_temperature``: the nearest-dataset baseline; ``budget_passes``: the largest budget of forward
+    passes evaluated (0: a fifth of the zoo), with the grid that validation chooses from: the mixture's
+    ``budget_strengths`` x ``budget_blends`` (:class:`~ml_core.ranking.BudgetConfig`'s ``strength`` and
+    ``measured_weight``), the Gaussian's ``budget_noises`` x ``budget_shrinkages`` (for the probe, an
+    accuracy), each with every rule of ``budget_selections``. ``seed`` seeds the folds and every variant's
     training (``base``'s own seeds are replaced by it).
     """
 
@@ -185,6 +216,12 @@ class EvaluationConfig:
     two_stage_k: int = 0
     knn_k: int = 3
     knn_temperature: float = 0.05
+    budget_passes: int = 0
+    budget_strengths: tuple[float, ...] = (0.5, 1.0, 2.0)
+    budget_blends: tuple[float, ...] = (0.0, 0.5, 1.0)
+    budget_noises: tuple[float, ...] = (0.02, 0.05, 0.1)
+    budget_shrinkages: tuple[float, ...] = (0.0, 0.2, 0.5)
+    budget_selections: tuple[str, ...] = ("expected_gain", "top")
     seed: int = 0
 
     def ranker_variants(self) -> dict[str, RankerTrainingConfig]:
@@ -200,6 +237,9 @@ class EvaluationResult:
     folds: list[dict[str, Any]] = field(default_factory=list)
     selected_shortlist: str = ""  # the method reported as "two_stage"
     shortlist_validation: dict[str, float] = field(default_factory=dict)
+    selected_priors: dict[str, str] = field(default_factory=dict)  # protocol -> the prior reported as "best_prior"
+    budget_validation: dict[str, float] = field(default_factory=dict)  # budget setting -> validation score
+    selected_budget: str = ""  # the proxy and selection rule reported as "budget@<k>"
 
     def summary(self, split: str = "test") -> pd.DataFrame:
         return summarize(self.rows[self.rows["split"] == split])
@@ -298,6 +338,10 @@ def evaluate_fold(
             seed = zlib.crc32(f"{config.seed}:{fold.name}:{dataset}".encode())
             add("random", random_scores(len(all_models), seed), 0, 0.0)
             add("prior", prior_all, 0, 0.0)
+            if data.model_sizes is not None:
+                add("prior_size", attribute_prior(data.model_sizes, log=True), 0, 0.0)
+            if data.source_accuracy is not None:
+                add("prior_source_accuracy", attribute_prior(data.source_accuracy), 0, 0.0)
             start = time.perf_counter()
             descriptor = dataset_descriptor(data.dataset_tokens[dataset])  # the dataset's mean feature, once
             nearest, _ = nearest_dataset_scores(
@@ -324,6 +368,16 @@ def evaluate_fold(
                 add("logme", data.logme[r], len(eval_idx), float(np.nansum(fwd[eval_idx])))
             if data.h_score is not None:
                 add("h_score", data.h_score[r], len(eval_idx), float(np.nansum(fwd[eval_idx])))
+            if data.probe is not None:
+                add("probe", data.probe[r], len(eval_idx), float(np.nansum(fwd[eval_idx])))
+                if not held:  # the strongest all-pass method here: the probe's and the prior's opinions summed
+                    add("probe+prior", zscore(data.probe[r]) + zscore(prior_all), len(eval_idx),
+                        float(np.nansum(fwd[eval_idx])))
+            if not held:  # a budget of forward passes reads the history, which new models do not have
+                proxies = {"probe": data.probe, "logme": data.logme}
+                for proxy, table in proxies.items():
+                    if table is not None:
+                        rows.extend(_budget_rows(base, acc, train_acc, table[r], fwd, proxy, config))
             if not held:  # the ceiling of neighbour-based rankings (reads the test truth)
                 add("oracle_nearest", oracle_neighbour_scores(data.accuracy[r], train_acc, config.knn_k,
                                                               config.knn_temperature), 0, 0.0)
@@ -362,6 +416,92 @@ def evaluate_fold(
             if len(members) > 1:
                 add_ranker(ENSEMBLE, np.mean(members, axis=0), ensemble_seconds)
     return rows
+
+
+BUDGET_GRID = "budget_grid"  # rows of every budget setting; validation picks one per proxy and rule
+
+
+def budget_settings(config: EvaluationConfig, proxy: str) -> list[tuple[str, BudgetConfig]]:
+    """``(name, config)`` of every budget setting of the grid for ``proxy`` (the passes are set per fold):
+    ``<selection>:mixture:s<strength>:b<blend>``, and for the probe ``<selection>:gaussian:n<noise>:r<shrinkage>``."""
+    settings = []
+    for selection in config.budget_selections:
+        settings += [(f"{selection}:mixture:s{strength:g}:b{blend:g}",
+                      BudgetConfig(passes=0, strength=strength, measured_weight=blend, selection=selection))
+                     for strength in config.budget_strengths for blend in config.budget_blends]
+        if proxy == "probe":  # an accuracy: the Gaussian reads it on the history's scale
+            settings += [(f"{selection}:gaussian:n{noise:g}:r{shrinkage:g}",
+                          BudgetConfig(passes=0, method="gaussian", noise=noise, shrinkage=shrinkage,
+                                       selection=selection))
+                         for noise in config.budget_noises for shrinkage in config.budget_shrinkages]
+    return settings
+
+
+def budget_passes(config: EvaluationConfig, n_models: int) -> int:
+    """The largest budget evaluated: ``config.budget_passes``, or a fifth of the zoo."""
+    return config.budget_passes or max(1, n_models // 5)
+
+
+def _budget_rows(base: dict[str, Any], accuracy: np.ndarray, history: np.ndarray, proxy_values: np.ndarray,
+                 forward_seconds: np.ndarray, proxy: str, config: EvaluationConfig) -> list[dict[str, Any]]:
+    """Rows ``budget_grid:<proxy>:<setting>@<k>`` for ``k = 1..`` :func:`budget_passes` of one dataset:
+    each pass measures one model's cached ``proxy_values (N,)`` (its forward pass's seconds counted)."""
+    passes = budget_passes(config, len(proxy_values))
+    rows = []
+    for name, setting in budget_settings(config, proxy):
+        run = budgeted_ranking(history, lambda j: proxy_values[j], dataclasses.replace(setting, passes=passes))
+        for k in range(1, len(run.trace)):
+            rows.append({**base, "method": f"{BUDGET_GRID}:{proxy}:{name}@{k}", **_report(accuracy, run.trace[k]),
+                         "forward_passes": k, "seconds": float(np.nansum(forward_seconds[run.measured[:k]]))})
+    return rows
+
+
+def select_budget(rows: pd.DataFrame) -> tuple[pd.DataFrame, str, dict[str, float]]:
+    """The budget rows to report, from the grid's: per proxy, selection rule and method, the setting with
+    the best leave-family-out validation weighted tau (mean over the budgets ``k >= 1``) as
+    ``budget:<proxy>:<selection>:<method>@<k>``; the best of those as ``budget@<k>``, with the prior as
+    ``budget@0``. Returns the rows, the chosen rule (and setting) and every setting's score."""
+    grid = rows[rows["method"].str.startswith(BUDGET_GRID + ":")]
+    if grid.empty:
+        return grid, "", {}
+    parts = grid["method"].str.slice(len(BUDGET_GRID) + 1).str.rsplit("@", n=1, expand=True)
+    val = grid[(grid["split"] == "val") & (grid["protocol"] == "family")]
+    per_setting = (val.assign(setting=parts[0]).groupby(["setting", "fold"])["weighted_tau_truth"].mean()
+                   .groupby("setting").mean())
+    scores = {k: float(v) for k, v in per_setting.items()}
+    chosen: dict[str, str] = {}
+    for setting, score in scores.items():
+        rule = ":".join(setting.split(":")[:3])  # <proxy>:<selection>:<method>
+        if rule not in chosen or score > scores[chosen[rule]]:
+            chosen[rule] = setting
+    best_rule = max(chosen, key=lambda rule: scores[chosen[rule]])
+    out = []
+    for rule, setting in chosen.items():
+        mine = grid[parts[0] == setting]
+        k = parts[1][parts[0] == setting]
+        out.append(mine.assign(method="budget:" + rule + "@" + k))
+        if rule == best_rule:
+            out.append(mine.assign(method="budget@" + k))
+    prior = rows[(rows["method"] == "prior") & (rows["protocol"] == "family")]
+    out.append(prior.assign(method="budget@0"))
+    return pd.concat(out, ignore_index=True), f"{best_rule} ({chosen[best_rule].split(':', 3)[3]})", scores
+
+
+PRIORS = ("prior", "prior_size", "prior_source_accuracy")
+
+
+def select_priors(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Rows ``best_prior``: per protocol, the data-free prior (history, size or source accuracy) with the
+    best validation weighted tau on that protocol's folds, and which one it was."""
+    out, chosen = [], {}
+    for protocol in rows["protocol"].unique():
+        scores = {m: validation_score(rows, m, protocol) for m in PRIORS}
+        scores = {m: v for m, v in scores.items() if not np.isnan(v)}
+        if not scores:
+            continue
+        chosen[protocol] = _best(scores)
+        out.append(rows[(rows["method"] == chosen[protocol]) & (rows["protocol"] == protocol)])
+    return (pd.concat(out, ignore_index=True).assign(method="best_prior") if out else rows.iloc[:0]), chosen
 
 
 def evaluation_folds(data: EvaluationData, config: EvaluationConfig) -> list[Fold]:
@@ -444,6 +584,9 @@ def evaluate(
     if shortlist != f"two_stage:{selected}":  # coverage rows are leave-family-out only: new models keep top k
         two_stage = pd.concat([two_stage, frame[(frame["method"] == f"two_stage:{selected}")
                                                 & (frame["protocol"] == "models")]])
-    frame = pd.concat([frame, chosen, two_stage.assign(method="two_stage")], ignore_index=True)
+    best_prior, priors = select_priors(frame)
+    budget, budget_choice, budget_validation = select_budget(frame)
+    frame = frame[~frame["method"].str.startswith(BUDGET_GRID + ":")]  # the grid is kept as its chosen rows
+    frame = pd.concat([frame, chosen, two_stage.assign(method="two_stage"), best_prior, budget], ignore_index=True)
     return EvaluationResult(frame, selected, validation, [f.to_dict() for f in folds], shortlist,
-                            shortlist_validation)
+                            shortlist_validation, priors, budget_validation, budget_choice)

@@ -12,6 +12,9 @@ Both take one model's features of the target's images ``features (n, d)`` and th
   than images the sample covariance is singular, so ``cov(f)`` is Ledoit-Wolf shrunk (the
   "regularised H-score" of Ibrahim et al., ICLR 2022); ``shrinkage=0`` gives the original
   with only a tiny ridge.
+* :func:`probe_accuracy` -- a linear probe: the k-fold cross-validated accuracy of a ridge classifier
+  (:func:`ridge_probe_predict`: one-hot least squares, ridge strength chosen by leave-one-out inside
+  each training part) on the standardised features. The cheap stand-in for a fine-tune that the product's budgeted mode reads.
 """
 
 from __future__ import annotations
@@ -139,6 +142,69 @@ def h_score(
     return float(np.sum(weights * np.einsum("cd,dc->c", means, solved)))
 
 
+PROBE_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
+
+
+def ridge_probe_predict(train: np.ndarray, labels: np.ndarray, test: np.ndarray,
+                        alphas: tuple[float, ...] = PROBE_ALPHAS) -> np.ndarray:
+    """Classes predicted for ``test (m, d)`` by a ridge classifier fit on ``train (n, d)``, ``labels (n,)``.
+
+    Least squares on +-1 one-hot targets over standardised features; the ridge strength is the one of
+    ``alphas`` with the smallest leave-one-out error, which one eigen-decomposition of the smaller Gram
+    matrix gives for every alpha at once.
+    """
+    mean, std = train.mean(0), train.std(0) + 1e-8
+    x, xt = (train - mean) / std, (test - mean) / std
+    classes = np.unique(labels)
+    target = (labels[:, None] == classes[None, :]) * 2.0 - 1.0
+    offset = target.mean(0)
+    target = target - offset
+    if x.shape[1] <= x.shape[0]:  # X = U S V^T from X^T X = V S^2 V^T
+        s2, v = np.linalg.eigh(x.T @ x)
+        s2 = np.clip(s2, 0.0, None)
+        keep = s2 > 1e-10 * max(float(s2.max()), 1e-30)
+        s2, v = s2[keep], v[:, keep]
+        u = x @ v / np.sqrt(s2)
+    else:  # from X X^T = U S^2 U^T
+        s2, u = np.linalg.eigh(x @ x.T)
+        s2 = np.clip(s2, 0.0, None)
+        keep = s2 > 1e-10 * max(float(s2.max()), 1e-30)
+        s2, u = s2[keep], u[:, keep]
+        v = x.T @ u / np.sqrt(s2)
+    projected = u.T @ target  # (r, C)
+    best, best_error = alphas[0], np.inf
+    for alpha in alphas:
+        shrink = s2 / (s2 + alpha)
+        fitted = u @ (shrink[:, None] * projected)
+        leverage = np.clip((u**2) @ shrink + 1.0 / len(x), 0.0, 1.0 - 1e-9)  # + 1/n: the fitted intercept
+        error = float(np.mean(((target - fitted) / (1.0 - leverage)[:, None]) ** 2))
+        if error < best_error:
+            best, best_error = alpha, error
+    coef = v @ ((np.sqrt(s2) / (s2 + best))[:, None] * projected)  # (d, C)
+    return classes[np.argmax(xt @ coef + offset, axis=1)]
+
+
+def probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int = 4, seed: int = 0) -> float:
+    """Linear-probe accuracy in [0, 1]: ``folds``-fold cross-validated accuracy of
+    :func:`ridge_probe_predict` on ``features (n, d)`` (stratified folds when every class has ``folds``
+    images)."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    f, y = _as_inputs(features, labels)
+    if len(y) < 2 * folds:
+        raise ValueError(f"a {folds}-fold probe needs at least {2 * folds} images, got {len(y)}")
+    counts = np.unique(y, return_counts=True)[1]
+    splitter = (StratifiedKFold(folds, shuffle=True, random_state=seed) if counts.min() >= folds
+                else KFold(folds, shuffle=True, random_state=seed))
+    correct = 0
+    for train, test in splitter.split(f, y):
+        if len(np.unique(y[train])) < 2:  # a part with one class cannot train a classifier: it predicts that class
+            correct += int(np.sum(y[test] == y[train][0]))
+            continue
+        correct += int(np.sum(ridge_probe_predict(f[train], y[train], f[test]) == y[test]))
+    return correct / len(y)
+
+
 def model_features(model, images, batch_size: int = 256):  # noqa: ANN001 - torch types, lazy import
     """Pooled features ``(n, d)`` float64 of a model with ``forward_features`` on ``images (n, 3, H, W)``."""
     import torch
@@ -152,5 +218,6 @@ def model_features(model, images, batch_size: int = 256):  # noqa: ANN001 - torc
 
 
 def transferability_report(features: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """LogME and H-score of one model's target features, with the feature width."""
-    return {"logme": logme(features, labels), "h_score": h_score(features, labels), "feature_dim": int(features.shape[1])}
+    """LogME, H-score and the 4-fold linear-probe accuracy of one model's target features, with the feature width."""
+    return {"logme": logme(features, labels), "h_score": h_score(features, labels),
+            "probe": probe_accuracy(features, labels), "feature_dim": int(features.shape[1])}

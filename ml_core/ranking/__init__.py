@@ -10,6 +10,8 @@ shared trainer and metrics only.
 * :mod:`~ml_core.ranking.losses`: ListMLE, pairwise logistic, the temperature schedule;
 * :mod:`~ml_core.ranking.training`: train, save, load and apply a ranker;
 * :mod:`~ml_core.ranking.shortlist`: which models a two-stage run measures;
+* :mod:`~ml_core.ranking.budget`: a budget of ``k`` forward passes: which models to measure, one at a
+  time, and the others predicted from how results co-vary in the history;
 * :mod:`~ml_core.ranking.recommend`: the table a user reads;
 * :mod:`~ml_core.ranking.baselines`: every ranker that needs no learning.
 """
@@ -37,6 +39,7 @@ from ml_core.ranking.features import (
 from ml_core.ranking.losses import TemperatureSchedule, list_mle_loss, pairwise_logistic_loss
 from ml_core.ranking.models import RankerConfig, RankingCrossAttentionTransformer
 from ml_core.ranking.recommend import Recommendation, RecommendationConfig, recommend, recommendation_table
+from ml_core.ranking.budget import BudgetConfig, BudgetedRanking, budgeted_ranking
 from ml_core.ranking.shortlist import (
     coverage_shortlist,
     default_shortlist_size,
@@ -65,6 +68,8 @@ __all__ = [
     "N_BASELINE_FEATURES",
     "SPLITS",
     "BaselineReference",
+    "BudgetConfig",
+    "BudgetedRanking",
     "ModelTokenNormalizer",
     "RankerArtifact",
     "RankerConfig",
@@ -80,6 +85,7 @@ __all__ = [
     "accuracy_matrix",
     "assign_dataset_splits",
     "baseline_reference",
+    "budgeted_ranking",
     "build_combined_similarity_loader",
     "build_ranking_loader",
     "coverage_shortlist",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ import pandas as pd
 from ml_core.images import DatasetTokens
 from ml_core.metrics import ranking_report, ranks_from_scores
 from ml_core.ranking.baselines import data_free_prior
+from ml_core.ranking.budget import BudgetConfig, Method, Selection, budgeted_ranking
 from ml_core.ranking.data import accuracy_matrix
 from ml_core.ranking.shortlist import default_shortlist_size, two_stage_shortlist
 from ml_core.ranking.training import RankerArtifact
@@ -23,18 +25,24 @@ def recommendation_table(
     prior_scores: np.ndarray | None = None,
     accuracy: np.ndarray | None = None,
     shortlist: np.ndarray | None = None,
+    measured: dict[int, float] | None = None,
 ) -> pd.DataFrame:
     """One row per model, best first: ``rank`` (0 = best), ``model``, ``score`` (higher = better).
 
     Optional columns: ``shortlist`` (True for the models a two-stage run should pass through LogME,
-    given as their indices), ``prior_score`` (the data-free prior, for comparison), ``accuracy`` and
-    ``true_rank`` when the dataset's results are known.
+    given as their indices), ``measured`` / ``measured_value`` (the models a budgeted run measured on
+    the target, ``{index: proxy value}``, in the order they were measured), ``prior_score`` (the
+    data-free prior, for comparison), ``accuracy`` and ``true_rank`` when the dataset's results are known.
     """
     scores = np.asarray(scores, dtype=np.float64)
     frame = pd.DataFrame({"model": model_names, "score": scores})
     frame.insert(0, "rank", ranks_from_scores(scores))
     if shortlist is not None:
         frame["shortlist"] = np.isin(np.arange(len(scores)), np.asarray(shortlist, dtype=int))
+    if measured is not None:
+        order = {j: i for i, j in enumerate(measured)}
+        frame["measured"] = [order.get(j, -1) for j in range(len(scores))]  # -1: not measured
+        frame["measured_value"] = [measured.get(j, np.nan) for j in range(len(scores))]
     if prior_scores is not None:
         frame["prior_score"] = np.asarray(prior_scores, dtype=np.float64)
     if accuracy is not None:
@@ -51,10 +59,39 @@ def recommendation_table(
 @dataclass(frozen=True)
 class RecommendationConfig:
     """What a recommendation shows: the models named in its summary (``top_k_shown``) and the size of the
-    two-stage shortlist (``shortlist_size``; 0: a third of the zoo)."""
+    two-stage shortlist (``shortlist_size``; 0: a third of the zoo).
+
+    ``forward_passes`` is the budget: 0 ranks with the trained ranker alone (no forward pass); ``k > 0``
+    measures ``k`` models on the dataset's labelled training images, one at a time, by ``budget_proxy``
+    (``"probe"``: a 4-fold linear probe, or ``"logme"``) and ranks the zoo by the budgeted mode
+    (:mod:`ml_core.ranking.budget`: what the history of the ranker's training datasets says of every
+    model once the measured ones are known), with the ``budget_*`` fields as
+    :class:`~ml_core.ranking.BudgetConfig`'s (``budget_blend``: its ``measured_weight``). The defaults
+    are the setting the held-out evaluation's validation folds preferred (README, "Ranking quality").
+    """
 
     top_k_shown: int = 10
     shortlist_size: int = 0
+    forward_passes: int = 0
+    budget_proxy: str = "probe"
+    budget_method: Method = "gaussian"
+    budget_selection: Selection = "expected_gain"
+    budget_noise: float = 0.05
+    budget_shrinkage: float = 0.2
+    budget_strength: float = 1.0
+    budget_blend: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.budget_proxy not in ("probe", "logme"):
+            raise ValueError(f"budget_proxy must be 'probe' or 'logme', got {self.budget_proxy!r}")
+        if self.budget_proxy == "logme" and self.budget_method == "gaussian":
+            raise ValueError("budget_method 'gaussian' reads an accuracy: use budget_proxy 'probe', or 'mixture'")
+        self.budget()  # validates the rest
+
+    def budget(self) -> BudgetConfig:
+        return BudgetConfig(passes=self.forward_passes, method=self.budget_method, strength=self.budget_strength,
+                            measured_weight=self.budget_blend, noise=self.budget_noise,
+                            shrinkage=self.budget_shrinkage, selection=self.budget_selection)
 
 
 @dataclass(frozen=True)
@@ -74,14 +111,24 @@ def recommend(
     ranks: pd.DataFrame,
     config: RecommendationConfig,
     model_sources: np.ndarray | None = None,
+    measure: Callable[[int], float] | None = None,
 ) -> Recommendation:
-    """Rank every model for ``dataset`` with the trained ``ranker``.
+    """Rank every model for ``dataset`` with the trained ``ranker``, or, with ``config.forward_passes > 0``,
+    by the budgeted mode, which calls ``measure(j)`` (model ``j``'s proxy value on the dataset) that many
+    times.
 
     Beside the score: the data-free prior of the ranker's training datasets, the dataset's measured
     accuracies when the ground truth ``ranks`` has them (then the ranking's metrics go in the summary),
     and the two-stage shortlist (the ranker's top picks, then the coverage of past results).
     """
     scores = ranker.score(tokens, model_tokens, model_names, model_sources)
+    measured = None
+    if config.forward_passes > 0:
+        history = ranker.history(model_names)
+        if measure is None or history is None:
+            raise ValueError("a budget of forward passes needs a measure and a ranker that keeps its history")
+        run = budgeted_ranking(history, measure, config.budget())
+        scores, measured = run.scores, dict(zip(run.measured, run.values, strict=True))
     labelled = set(ranks["dataset_key"])
     splits = ranker.info.get("splits", {})
     train = [d for d, split in splits.items() if split == "train" and d in labelled]
@@ -89,12 +136,17 @@ def recommend(
     accuracy = accuracy_matrix(ranks, [dataset], model_names)[0] if dataset in labelled else None
     k = config.shortlist_size or default_shortlist_size(len(model_names))
     short = two_stage_shortlist(scores, ranker.history(model_names), k)
-    table = recommendation_table(model_names, scores, prior_scores=prior, accuracy=accuracy, shortlist=short)
+    table = recommendation_table(model_names, scores, prior_scores=prior, accuracy=accuracy, shortlist=short,
+                                 measured=measured)
     summary: dict[str, Any] = {
         "n_models": len(model_names),
         "split": splits.get(dataset, "unlabelled"),
         "top_models": table["model"].head(config.top_k_shown).tolist(),
         "shortlist": [model_names[i] for i in short],
+        "ranking": f"budget of {config.forward_passes} passes ({config.budget_proxy})" if measured is not None
+        else "ranker",
+        "forward_passes": config.forward_passes,
+        "measured": {model_names[j]: float(v) for j, v in (measured or {}).items()},
     }
     if accuracy is not None and np.sum(~np.isnan(accuracy)) >= 2:
         summary["ranker"] = ranking_report(accuracy, scores)

@@ -33,6 +33,22 @@ def data_free_prior(train_accuracy: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(prior), fill, prior)
 
 
+def attribute_prior(values: np.ndarray, log: bool = False) -> np.ndarray:
+    """A data-free prior from one number per model ``values (N,)`` (higher = better; NaN = unknown, which
+    gets the mean of the known so that it is neither favoured nor buried); ``log`` ranks by ``log10``.
+
+    Two of them are the field's strongest data-free baselines: model size (parameter count: bigger
+    backbones transfer better, Singh et al. 2026) and each model's accuracy on its own pre-training
+    task (the zoo's ImageNet top-1, from its card).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if log:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            v = np.where(v > 0, np.log10(np.where(v > 0, v, 1.0)), np.nan)
+    fill = np.nanmean(v) if np.any(~np.isnan(v)) else 0.0
+    return np.where(np.isnan(v), fill, v)
+
+
 def random_scores(n_models: int, seed: int) -> np.ndarray:
     """Uniform random scores ``(n_models,)``: the floor every method must clear."""
     return np.random.default_rng(seed).random(n_models)
