@@ -175,12 +175,17 @@ class _Prior:  # a stand-in trained ranker: the fold's data-free prior
 def test_the_budget_and_prior_choices_ignore_test_rows():
     def rows(method, val, test):
         return [{"protocol": "family", "fold": "f", "split": split, "method": method, "weighted_tau_truth": v,
-                 "dataset": "d"} for split, v in (("val", val), ("test", test))]
+                 "dataset": "d", "_accuracy": np.array([0.1, 0.2, 0.3]), "_scores": np.array([1.0, 3.0, 2.0])}
+                for split, v in (("val", val), ("test", test))]
 
     frame = pd.DataFrame(rows(f"{evaluation.BUDGET_GRID}:probe:top:mixture:s1:b0@1", 0.6, 0.0)
                          + rows(f"{evaluation.BUDGET_GRID}:probe:top:mixture:s2:b0@1", 0.4, 0.9)
                          + rows("prior", 0.1, 0.9) + rows("prior_size", 0.3, 0.0))
-    _, chosen, scores = evaluation.select_budget(frame)
+    reported, chosen, scores = evaluation.select_budget(frame)
+    assert "_scores" not in reported and set(reported["method"]) == {"budget:probe:top:mixture@1", "budget@1",
+                                                                     "budget@0"}
+    chosen_rows = reported[reported["method"] == "budget@1"]  # every metric, from the scores it kept
+    assert chosen_rows["spearman"].tolist() == pytest.approx([0.5, 0.5])
     assert chosen == "probe:top:mixture (s1:b0)"
     assert scores == pytest.approx({"probe:top:mixture:s1:b0": 0.6, "probe:top:mixture:s2:b0": 0.4})
     best, priors = evaluation.select_priors(frame)

@@ -69,7 +69,7 @@ import pandas as pd
 from ml_core.evaluation.folds import Fold, leave_family_out_folds, leave_models_out_folds
 from ml_core.evaluation.variants import evaluation_base, variant_configs
 from ml_core.images import DatasetTokens, dataset_descriptor
-from ml_core.metrics import ranking_report, spearman
+from ml_core.metrics import ranking_report, spearman, weighted_tau
 from ml_core.progress import progress
 from ml_core.ranking import (
     BaselineReference,
@@ -445,14 +445,22 @@ def budget_passes(config: EvaluationConfig, n_models: int) -> int:
 def _budget_rows(base: dict[str, Any], accuracy: np.ndarray, history: np.ndarray, proxy_values: np.ndarray,
                  forward_seconds: np.ndarray, proxy: str, config: EvaluationConfig) -> list[dict[str, Any]]:
     """Rows ``budget_grid:<proxy>:<setting>@<k>`` for ``k = 1..`` :func:`budget_passes` of one dataset:
-    each pass measures one model's cached ``proxy_values (N,)`` (its forward pass's seconds counted)."""
+    each pass measures one model's cached ``proxy_values (N,)`` (its forward pass's seconds counted).
+
+    A grid row holds only the weighted tau validation chooses by, with the accuracies and scores it came
+    from (``_accuracy`` / ``_scores``), so that :func:`select_budget` computes every metric of the chosen
+    rows only: the grid is a few hundred rankings per dataset."""
     passes = budget_passes(config, len(proxy_values))
+    known = ~np.isnan(accuracy)
     rows = []
     for name, setting in budget_settings(config, proxy):
         run = budgeted_ranking(history, lambda j: proxy_values[j], dataclasses.replace(setting, passes=passes))
         for k in range(1, len(run.trace)):
-            rows.append({**base, "method": f"{BUDGET_GRID}:{proxy}:{name}@{k}", **_report(accuracy, run.trace[k]),
-                         "forward_passes": k, "seconds": float(np.nansum(forward_seconds[run.measured[:k]]))})
+            scores = run.trace[k]
+            tau = weighted_tau(accuracy[known], scores[known]) if np.ptp(scores[known]) > 0 else 0.0
+            rows.append({**base, "method": f"{BUDGET_GRID}:{proxy}:{name}@{k}", "weighted_tau_truth": tau,
+                         "_accuracy": accuracy, "_scores": scores, "forward_passes": k,
+                         "seconds": float(np.nansum(forward_seconds[run.measured[:k]]))})
     return rows
 
 
@@ -482,9 +490,14 @@ def select_budget(rows: pd.DataFrame) -> tuple[pd.DataFrame, str, dict[str, floa
         out.append(mine.assign(method="budget:" + rule + "@" + k))
         if rule == best_rule:
             out.append(mine.assign(method="budget@" + k))
+    reported = pd.concat(out, ignore_index=True)
+    metrics = pd.DataFrame([_report(a, s) for a, s in zip(reported["_accuracy"], reported["_scores"], strict=True)],
+                           index=reported.index)
+    reported = reported.drop(columns=["_accuracy", "_scores", *[c for c in metrics if c in reported]]).join(metrics)
     prior = rows[(rows["method"] == "prior") & (rows["protocol"] == "family")]
-    out.append(prior.assign(method="budget@0"))
-    return pd.concat(out, ignore_index=True), f"{best_rule} ({chosen[best_rule].split(':', 3)[3]})", scores
+    reported = pd.concat([reported, prior.assign(method="budget@0")], ignore_index=True)
+    return reported.drop(columns=["_accuracy", "_scores"], errors="ignore"), \
+        f"{best_rule} ({chosen[best_rule].split(':', 3)[3]})", scores
 
 
 PRIORS = ("prior", "prior_size", "prior_source_accuracy")
@@ -587,6 +600,7 @@ def evaluate(
     best_prior, priors = select_priors(frame)
     budget, budget_choice, budget_validation = select_budget(frame)
     frame = frame[~frame["method"].str.startswith(BUDGET_GRID + ":")]  # the grid is kept as its chosen rows
+    frame = frame.drop(columns=["_accuracy", "_scores"], errors="ignore")
     frame = pd.concat([frame, chosen, two_stage.assign(method="two_stage"), best_prior, budget], ignore_index=True)
     return EvaluationResult(frame, selected, validation, [f.to_dict() for f in folds], shortlist,
                             shortlist_validation, priors, budget_validation, budget_choice)
