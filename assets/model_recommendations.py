@@ -141,7 +141,7 @@ def model_recommendations(
         "measured_models": MetadataValue.json(s.get("measured", {})),
         "recommendations": MetadataValue.md(table.head(config.top_k_shown).round(4).to_markdown(index=False)),
     }
-    for method in ("ranker", "prior"):
+    for method in ("ranker", "budget", "prior"):  # budget: the ranking shown, when k models were measured
         if method in s:
             metadata[f"{method}_weighted_tau_truth"] = float(s[method]["weighted_tau_truth"])
             metadata[f"{method}_top1_regret"] = float(s[method]["top1_regret"])

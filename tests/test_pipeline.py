@@ -214,6 +214,9 @@ def test_a_budget_of_forward_passes_measures_k_models_once_and_shares_the_scored
     assert len(measured) == 3 and set(table.loc[table["measured"] < 0, "measured_value"].isna()) == {True}
     probes = current_artifact(store, "transferability_scores", scored).load()["scores"]
     assert measured["measured_value"].tolist() == pytest.approx([probes[m]["probe"] for m in measured["model"]])
+    summary = current_artifact(store, "model_recommendations", scored).summary()
+    assert summary["ranking"] == "budget of 3 passes (probe)" and sorted(summary["measured"]) == sorted(measured["model"])
+    assert {"ranker", "budget"} <= set(summary)  # a labelled dataset: both rankings' metrics, side by side
     plain = current_artifact(store, "model_recommendations", world.dataset_names[2]).load()
     assert "measured" not in plain  # without a budget, the table is the ranker's, as before
     # 2. a dataset whose cells were never scored: exactly k forward passes, with the same results

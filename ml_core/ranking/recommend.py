@@ -121,7 +121,7 @@ def recommend(
     accuracies when the ground truth ``ranks`` has them (then the ranking's metrics go in the summary),
     and the two-stage shortlist (the ranker's top picks, then the coverage of past results).
     """
-    scores = ranker.score(tokens, model_tokens, model_names, model_sources)
+    scores = ranker_scores = ranker.score(tokens, model_tokens, model_names, model_sources)
     measured = None
     if config.forward_passes > 0:
         history = ranker.history(model_names)
@@ -149,7 +149,9 @@ def recommend(
         "measured": {model_names[j]: float(v) for j, v in (measured or {}).items()},
     }
     if accuracy is not None and np.sum(~np.isnan(accuracy)) >= 2:
-        summary["ranker"] = ranking_report(accuracy, scores)
+        summary["ranker"] = ranking_report(accuracy, ranker_scores)
+        if measured is not None:
+            summary["budget"] = ranking_report(accuracy, scores)
         if prior is not None:
             summary["prior"] = ranking_report(accuracy, prior)
     return Recommendation(table, summary)
