@@ -93,6 +93,11 @@ def test_the_gaussian_zoo_learns_the_target_from_a_few_accurate_measurements():
     assert np.argmax(np.diag(zoo.covariance)) == 20
     run = budgeted_ranking(fresh, lambda j: np.r_[target, 0.95][j], config)
     assert 20 in run.measured and int(np.argmax(run.scores)) == 20
+    # a past dataset without any result is ignored; a history without any result is an error
+    np.testing.assert_allclose(GaussianZoo(np.r_[history, np.full((1, 20), np.nan)], 0.2).prior,
+                               GaussianZoo(history, 0.2).prior)
+    with pytest.raises(ValueError, match="no result"):
+        GaussianZoo(np.full((2, 3), np.nan), 0.2)
 
 
 def test_expected_gain_prefers_the_uncertain_model_at_equal_mean_and_the_better_at_equal_spread():

@@ -477,6 +477,8 @@ def select_budget(rows: pd.DataFrame) -> tuple[pd.DataFrame, str, dict[str, floa
     per_setting = (val.assign(setting=parts[0]).groupby(["setting", "fold"])["weighted_tau_truth"].mean()
                    .groupby("setting").mean())
     scores = {k: float(v) for k, v in per_setting.items()}
+    if not scores:  # no leave-family-out validation dataset: nothing to choose by, nothing reported
+        return grid.iloc[:0].drop(columns=["_accuracy", "_scores"], errors="ignore"), "", {}
     chosen: dict[str, str] = {}
     for setting, score in scores.items():
         rule = ":".join(setting.split(":")[:3])  # <proxy>:<selection>:<method>

@@ -81,8 +81,8 @@ class BudgetConfig:
 @dataclass
 class BudgetedRanking:
     """``scores (N,)`` (higher = better); ``measured``: model indices in the order they were measured, with
-    their proxy ``values``; ``weights (T,)``: the final weight of each history dataset; ``mean`` / ``std``
-    ``(N,)``: the history's prediction; ``trace``: the scores after 0, 1, ..., ``passes`` passes (a run
+    their proxy ``values``; ``weights (T,)``: the final weight of each history dataset (the mixture only;
+    None for the Gaussian); ``mean`` / ``std`` ``(N,)``: the history's prediction; ``trace``: the scores after 0, 1, ..., ``passes`` passes (a run
     with budget ``k`` is the first ``k`` passes of a longer one: each choice sees only what came before)."""
 
     scores: np.ndarray
@@ -169,6 +169,9 @@ class GaussianZoo:
 
     def __init__(self, history: np.ndarray, shrinkage: float):
         h = np.asarray(history, dtype=np.float64)
+        h = h[~np.all(np.isnan(h), axis=1)]  # a past dataset without any result says nothing
+        if len(h) == 0:
+            raise ValueError("the history has no result: nothing to predict the unmeasured models from")
         level = np.nanmean(h, axis=1)  # (T,) each dataset's average
         centred = h - level[:, None]
         known = ~np.isnan(centred)
