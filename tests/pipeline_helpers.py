@@ -19,7 +19,10 @@ FAST_RUN_CONFIG: dict[str, Any] = {
                                                         "trainer": {"epochs": 4}}}},
         "ranker_evaluation": {"config": {"base": {"model": {"d_model": 16, "dim_feedforward": 32},
                                                   "trainer": {"epochs": 2}},
-                                         "models_folds": 2, "val_families": 1}},
+                                         "models_folds": 2, "val_families": 1,
+                                         # one setting per budget method: the grid's code path, not its size
+                                         "budget_strengths": [1.0], "budget_blends": [0.5],
+                                         "budget_noises": [0.05], "budget_shrinkages": [0.2]}},
     }
 }
 
