@@ -204,29 +204,50 @@ class GaussianZoo:
         return mean, np.sqrt(np.clip(var, 1e-12, None))
 
 
+Prediction = tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]  # scores, mean, std, weights
+
+
+def _predictor(history: np.ndarray, config: BudgetConfig) -> Callable[[list[int], list[float]], Prediction]:
+    """``predict(measured, values) -> (scores, mean, std, weights)`` of ``config.method`` over ``history``:
+    the ranking after those measurements, the history's prediction and its spread, and the mixture's
+    dataset weights (None for the Gaussian)."""
+    if config.method == "gaussian":
+        zoo = GaussianZoo(history, config.shrinkage)
+
+        def gaussian(measured: list[int], values: list[float]) -> Prediction:
+            mean, std = zoo.posterior(measured, values, config.noise)
+            return mean, mean, std, None
+
+        return gaussian
+    norm = minmax_rows(np.asarray(history, dtype=np.float64))
+
+    def mixture(measured: list[int], values: list[float]) -> Prediction:
+        weights = dataset_weights(norm, measured, values, config.strength)
+        mean, std = history_prediction(norm, weights)
+        return blended_scores(mean, measured, values, config.measured_weight), mean, std, weights
+
+    return mixture
+
+
 def budgeted_ranking(history: np.ndarray, measure: Callable[[int], float], config: BudgetConfig) -> BudgetedRanking:
     """Rank ``N`` models for a target from ``history (T, N)`` (the training datasets' accuracies, NaN =
     unknown) and at most ``config.passes`` calls of ``measure(j)`` (model ``j``'s proxy value on the
     target, higher = better; NaN: it could not be measured, and counts as a spent pass)."""
-    if config.method == "gaussian":
-        return _gaussian_ranking(history, measure, config)
-    norm = minmax_rows(np.asarray(history, dtype=np.float64))
+    predict = _predictor(history, config)
     measured: list[int] = []
     values: list[float] = []
-    weights = np.full(len(norm), 1.0 / len(norm))
-    mean, std = history_prediction(norm, weights)
+    scores, mean, std, weights = predict(measured, values)
+    trace = [scores]
     tried: set[int] = set()
-    trace = [blended_scores(mean, measured, values, config.measured_weight)]
-    for _ in range(min(config.passes, norm.shape[1])):
+    for _ in range(min(config.passes, len(scores))):
         choice = _next_model(trace[-1], std, measured, tried, config.selection)
         tried.add(choice)
         value = float(measure(choice))
         if math.isfinite(value):
             measured.append(choice)
             values.append(value)
-            weights = dataset_weights(norm, measured, values, config.strength)
-            mean, std = history_prediction(norm, weights)
-        trace.append(blended_scores(mean, measured, values, config.measured_weight))
+            scores, mean, std, weights = predict(measured, values)
+        trace.append(scores)
     return BudgetedRanking(trace[-1], trace, measured, values, weights, mean, std)
 
 
@@ -239,22 +260,3 @@ def _next_model(current: np.ndarray, std: np.ndarray, measured: list[int], tried
         gain = expected_gain(current, std, float(np.max(current[measured])))
         return int(np.argmax(np.where(open_, gain, -np.inf)))
     return int(np.argmax(np.where(open_, current, -np.inf)))
-
-
-def _gaussian_ranking(history: np.ndarray, measure: Callable[[int], float], config: BudgetConfig) -> BudgetedRanking:
-    zoo = GaussianZoo(history, config.shrinkage)
-    measured: list[int] = []
-    values: list[float] = []
-    mean, std = zoo.posterior(measured, values, config.noise)
-    trace = [mean]
-    tried: set[int] = set()
-    for _ in range(min(config.passes, len(mean))):
-        choice = _next_model(mean, std, measured, tried, config.selection)
-        tried.add(choice)
-        value = float(measure(choice))
-        if math.isfinite(value):
-            measured.append(choice)
-            values.append(value)
-            mean, std = zoo.posterior(measured, values, config.noise)
-        trace.append(mean)
-    return BudgetedRanking(trace[-1], trace, measured, values, None, mean, std)
