@@ -25,6 +25,8 @@ artifact-root URL are never written out.
 from __future__ import annotations
 
 import base64
+import contextlib
+import contextvars
 import json
 import logging
 import time
@@ -257,7 +259,7 @@ def materialize_cached(
     quiet = log is None
     log = logger if log is None else log
     start = time.perf_counter()
-    cache_key = hash_parts(asset, code_version, config, sorted(inputs.items()))
+    cache_key = cache_key_of(asset, code_version, config, inputs)
     final = store.artifact_dir(asset, partition, cache_key)
     manifest = store.lookup(asset, partition, cache_key)
     if manifest is not None:
@@ -291,6 +293,35 @@ def materialize_cached(
     return CachedResult(ref, published, False, time.perf_counter() - start)
 
 
+_PLANNING: contextvars.ContextVar[bool] = contextvars.ContextVar("modelrec_planning", default=False)
+
+
+class Planned(Exception):  # noqa: N818 - a signal, not an error: the plan stops the asset's body with it
+    """Raised by :func:`materialize_asset` in :func:`planning` mode instead of building: the cache key
+    the asset computed from its config and inputs, and whether the store holds it (``published``)."""
+
+    def __init__(self, asset: str, partition: str | None, cache_key: str, published: bool):
+        super().__init__(asset, partition, cache_key, published)
+        self.asset, self.partition, self.cache_key, self.published = asset, partition, cache_key, published
+
+
+@contextlib.contextmanager
+def planning() -> Iterator[None]:
+    """Within this block, :func:`materialize_asset` computes its cache key and raises :class:`Planned`
+    instead of looking it up or building (see :mod:`pipelines.plan`): an asset body invoked directly
+    then costs only its input fingerprints."""
+    token = _PLANNING.set(True)
+    try:
+        yield
+    finally:
+        _PLANNING.reset(token)
+
+
+def cache_key_of(asset: str, code_version: str, config: dict[str, Any], inputs: dict[str, str]) -> str:
+    """The content address of an artifact: its asset, code version, config and inputs' content hashes."""
+    return hash_parts(asset, code_version, config, sorted(inputs.items()))
+
+
 def materialize_asset(
     context: AssetExecutionContext,
     store: ArtifactStore,
@@ -305,11 +336,15 @@ def materialize_asset(
     key = context.asset_key
     if partition is None and context.has_partition_key:
         partition = context.partition_key
+    code_version = context.assets_def.code_versions_by_key[key] or ""
+    if _PLANNING.get():
+        cache_key = cache_key_of(key.path[-1], code_version, config, inputs)
+        raise Planned(key.path[-1], partition, cache_key, store.lookup(key.path[-1], partition, cache_key) is not None)
     return materialize_cached(
         store,
         asset=key.path[-1],
         partition=partition,
-        code_version=context.assets_def.code_versions_by_key[key] or "",
+        code_version=code_version,
         config=config,
         inputs=inputs,
         build=build,

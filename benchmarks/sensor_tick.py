@@ -19,6 +19,7 @@ from dagster import build_sensor_context, instance_for_test
 from safetensors.torch import save_file
 
 from pipelines.sensors import model_zoo_sensor
+from resources.artifact_store import ArtifactStore
 from resources.model_zoo import ModelZoo
 
 
@@ -38,7 +39,8 @@ def bare_listing(folder: Path) -> float:
 
 def tick(instance, zoo: ModelZoo, cursor: str | None):
     start = time.perf_counter()
-    result = model_zoo_sensor(build_sensor_context(instance=instance, cursor=cursor, resources={"zoo": zoo}))
+    resources = {"zoo": zoo, "store": ArtifactStore(root=str(Path(zoo.root).parent / "artifacts"))}
+    result = model_zoo_sensor(build_sensor_context(instance=instance, cursor=cursor, resources=resources))
     return time.perf_counter() - start, result
 
 
@@ -47,7 +49,8 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, instance_for_test() as instance:
-        folder = Path(tmp)
+        folder = Path(tmp) / "zoo"  # the store, unused by these ticks (nothing is replaced), beside it
+        folder.mkdir()
         make_zoo(folder, args.files)
         zoo = ModelZoo(root=str(folder))
         baseline = min(bare_listing(folder) for _ in range(5))

@@ -44,14 +44,21 @@ def _instance() -> DagsterInstance:
 
 
 def _summary(records: list[MaterializationRecord]) -> str:
+    """Per asset: partitions built, cache hits inside a run, fresh ones that needed no run, seconds."""
     built = Counter(r.asset for r in records if not r.cache_hit)
-    cached = Counter(r.asset for r in records if r.cache_hit)
+    cached = Counter(r.asset for r in records if r.cache_hit and r.launched)
+    fresh = Counter(r.asset for r in records if not r.launched)
     seconds = Counter()
     for r in records:
         seconds[r.asset] += r.seconds
-    lines = [f"{'asset':24s} {'built':>6s} {'cached':>7s} {'seconds':>8s}"]
+    lines = [f"{'asset':24s} {'built':>6s} {'cached':>7s} {'fresh':>6s} {'seconds':>8s}"]
     for asset in dict.fromkeys(r.asset for r in records):
-        lines.append(f"{asset:24s} {built[asset]:6d} {cached[asset]:7d} {seconds[asset]:8.1f}")
+        lines.append(f"{asset:24s} {built[asset]:6d} {cached[asset]:7d} {fresh[asset]:6d} {seconds[asset]:8.1f}")
+    launched = sum(r.launched for r in records)
+    if records and not launched:
+        lines.append("nothing to do: every partition is fresh (same code, config and inputs); no run launched")
+    else:
+        lines.append(f"{launched} run(s) launched; fresh = unchanged since its last materialization, no run")
     return "\n".join(lines)
 
 

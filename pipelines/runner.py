@@ -1,9 +1,13 @@
 """Materialize the whole graph in dependency order, partition by partition, on a Dagster instance.
 
-This is what the main job command runs; the same assets, resources and IO manager as the UI.
+This is what the main job command runs; the same assets, resources and IO manager as the UI. Before
+each stage, :mod:`pipelines.plan` finds the partitions that are fresh (materialized on this instance,
+under this code version, from the same config and input content): those get no run at all, so a
+second run of an unchanged graph launches nothing.
 """
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +17,7 @@ from dagster import DagsterInstance, materialize
 from assets import ALL_ASSETS
 from assets.partitions import DATASETS, MODELS
 from pipelines.definitions import default_resources
+from pipelines.plan import PartitionPlan, plan_stage
 from pipelines.registration import register_partitions
 
 logger = logging.getLogger(__name__)
@@ -41,6 +46,7 @@ class MaterializationRecord:
     cache_hit: bool
     data_version: str | None
     seconds: float
+    launched: bool = True  # False: found fresh by the plan, no run started (a cache hit without a run)
 
 
 def _asset_run_config(run_config: Mapping[str, Any] | None, asset: str, log_level: str) -> dict[str, Any]:
@@ -52,6 +58,18 @@ def _asset_run_config(run_config: Mapping[str, Any] | None, asset: str, log_leve
     return config
 
 
+def _log_plan(asset: str, plans: Sequence[PartitionPlan], seconds: float) -> None:
+    to_run = [p for p in plans if p.run]
+    if not to_run:
+        logger.info("%s: %d partition(s) fresh, nothing to do (planned in %.2f s)", asset, len(plans), seconds)
+        return
+    reasons: dict[str, int] = {}
+    for p in to_run:
+        reasons[p.reason] = reasons.get(p.reason, 0) + 1
+    logger.info("%s: %d of %d partition(s) to run (%s; planned in %.2f s)", asset, len(to_run), len(plans),
+                "; ".join(f"{n} {why}" for why, n in reasons.items()), seconds)
+
+
 def materialize_all(
     instance: DagsterInstance,
     *,
@@ -60,11 +78,14 @@ def materialize_all(
     stages: Sequence[tuple[str, str | None]] = STAGES,
     log_level: str = "WARNING",
     only_partitions: Mapping[str, Sequence[str]] | None = None,
+    plan: bool = True,
 ) -> list[MaterializationRecord]:
-    """Register partitions, then materialize every stage (every partition); returns what happened.
+    """Register partitions, then materialize every stage (every partition that is not fresh); returns
+    what happened, fresh partitions included (``launched=False``).
 
     ``run_config`` is a Dagster run config whose ``ops`` entries are passed to the matching asset.
     ``only_partitions`` (``{"models": [...]}``) restricts a partition dimension to those keys.
+    ``plan=False`` launches a run for every partition (each still a cache hit when nothing changed).
     """
     resources = dict(resources or default_resources())
     registration = register_partitions(instance, resources["zoo"], resources["catalog"])
@@ -76,11 +97,25 @@ def materialize_all(
         len(registration.added_datasets),
     )
     records: list[MaterializationRecord] = []
+    definitions = {a.key.path[-1]: a for a in ALL_ASSETS}
+    registered = {d: sorted(instance.get_dynamic_partitions(d)) for d in (MODELS, DATASETS)}
     for asset, dimension in stages:
-        keys: list[str | None] = [None] if dimension is None else sorted(instance.get_dynamic_partitions(dimension))
+        keys: list[str | None] = [None] if dimension is None else list(registered[dimension])
         if dimension is not None and only_partitions and dimension in only_partitions:
             keys = [k for k in keys if k in set(only_partitions[dimension])]
-        for key in keys:
+        op_config = (run_config or {}).get("ops", {}).get(asset, {}).get("config")
+        if plan:
+            start = time.perf_counter()
+            plans = plan_stage(instance, definitions[asset], keys, resources=resources, op_config=op_config,
+                               registered=registered)
+            _log_plan(asset, plans, time.perf_counter() - start)
+        else:
+            plans = [PartitionPlan(asset, key, True, "planning off") for key in keys]
+        for step in plans:
+            key = step.partition
+            if not step.run:
+                records.append(MaterializationRecord(asset, key, True, step.data_version, 0.0, launched=False))
+                continue
             result = materialize(
                 ALL_ASSETS,
                 selection=[asset],

@@ -10,9 +10,14 @@
 * ``recommendations_automation`` evaluates ``model_recommendations``' automation condition:
   the recommendations refresh once new embeddings, tokens or a new ranker have landed.
 
-A tick only lists the folder and ``stat``s each file (no hashing), so it stays far inside
-Dagster's sensor time limit for thousands of files.
+A tick only lists the folder and ``stat``s each file, so it stays far inside Dagster's sensor time
+limit for thousands of files. Only a checkpoint whose size or mtime changed is hashed, to ask the
+runner's plan (:mod:`pipelines.plan`) whether its ``model_parameters`` would change: a touched or
+byte-identical copy gets no run (within a time budget per tick; past it, a run is requested, which is
+always safe: the run is then a cache hit).
 """
+
+import time
 
 from dagster import (
     AssetKey,
@@ -28,8 +33,12 @@ from assets.partitions import DATASETS, MODELS, datasets_partitions, models_part
 from pipelines.automation_settings import sensor_status
 from pipelines.folder_watch import FolderChanges, diff_folder, file_fingerprint
 from pipelines.jobs import dataset_tokens_job, embed_models_job, flatten_models_job
+from pipelines.plan import plan_stage
+from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
 from resources.model_zoo import ModelZoo
+
+PLAN_BUDGET_SECONDS = 20.0  # of Dagster's 60 s per tick: hashing replaced checkpoints to skip unchanged ones
 
 
 def _partition_requests(partitions_def, changes: FolderChanges) -> list:
@@ -54,17 +63,37 @@ def _fingerprint_tag(fingerprint: list) -> str:
     return "-".join(str(v) for v in fingerprint)
 
 
+def _unchanged_content(context: SensorEvaluationContext, keys: list[str], zoo: ModelZoo,
+                       store: ArtifactStore) -> list[str]:
+    """The replaced checkpoints whose ``model_parameters`` the plan finds fresh (same bytes, same
+    settings), planned until :data:`PLAN_BUDGET_SECONDS` are spent."""
+    from assets.model_parameters import model_parameters  # the asset whose cache key decides
+
+    start, fresh = time.perf_counter(), []
+    for key in keys:
+        if time.perf_counter() - start > PLAN_BUDGET_SECONDS:
+            break
+        (plan,) = plan_stage(context.instance, model_parameters, [key], resources={"store": store, "zoo": zoo},
+                             op_config=None, registered={})
+        if not plan.run:
+            fresh.append(key)
+    return fresh
+
+
 @sensor(
     jobs=[embed_models_job, flatten_models_job],
     minimum_interval_seconds=30,
     default_status=sensor_status(),
     description="New or replaced checkpoints in the zoo: add the partition, flatten and embed that model only.",
 )
-def model_zoo_sensor(context: SensorEvaluationContext, zoo: ModelZoo) -> SensorResult:
+def model_zoo_sensor(context: SensorEvaluationContext, zoo: ModelZoo, store: ArtifactStore) -> SensorResult:
     current = {e.key: [*file_fingerprint(e.path), e.architecture or ""] for e in zoo.entries()}
     changes = diff_folder(current, context.cursor, set(context.instance.get_dynamic_partitions(MODELS)))
     has_autoencoder = context.instance.get_latest_materialization_event(AssetKey("autoencoder")) is not None
     job = embed_models_job if has_autoencoder else flatten_models_job
+    unchanged = _unchanged_content(context, changes.changed, zoo, store)
+    if unchanged:
+        context.log.info(f"models: {len(unchanged)} touched but unchanged checkpoint(s), no run: {unchanged[:10]}")
     runs = [
         RunRequest(
             partition_key=key,
@@ -73,6 +102,7 @@ def model_zoo_sensor(context: SensorEvaluationContext, zoo: ModelZoo) -> SensorR
             tags={"modelrec/reason": "new model" if key in changes.new else "checkpoint replaced"},
         )
         for key in changes.new + changes.changed
+        if key not in unchanged
     ]
     if changes.new or changes.changed or changes.removed:
         context.log.info(f"models: {_describe(changes)}")

@@ -69,7 +69,7 @@ def _perturbed_copy(source, target, scale):
 
 def test_new_checkpoint_gets_a_partition_and_only_its_own_run(ops):
     instance, resources, defs, world = ops["instance"], ops["resources"], ops["defs"], ops["world"]
-    zoo_resources = {"zoo": resources["zoo"]}
+    zoo_resources = {"zoo": resources["zoo"], "store": resources["store"]}
     first = _tick(model_zoo_sensor, instance, zoo_resources, None)
     assert not first.run_requests and not first.dynamic_partitions_requests  # all registered already
     others = list(world.model_names)
@@ -99,15 +99,15 @@ def test_new_checkpoint_gets_a_partition_and_only_its_own_run(ops):
 
 def test_replaced_touched_and_removed_checkpoints(ops):
     instance, resources, defs, world = ops["instance"], ops["resources"], ops["defs"], ops["world"]
-    zoo_resources = {"zoo": resources["zoo"]}
+    zoo_resources = {"zoo": resources["zoo"], "store": resources["store"]}
     cursor = ops.get("cursor") or _tick(model_zoo_sensor, instance, zoo_resources, None).cursor
     path = world.zoo_dir / "depthwisenet_shapes.safetensors"
     job = defs.get_job_def("embed_models")
 
-    os.utime(path, ns=(time.time_ns(), time.time_ns()))  # touched, same bytes: re-run, but a cache hit
+    os.utime(path, ns=(time.time_ns(), time.time_ns()))  # touched, same bytes: no run at all
     tick = _tick(model_zoo_sensor, instance, zoo_resources, cursor)
-    assert [r.partition_key for r in tick.run_requests] == ["depthwisenet_shapes"]
-    run = job.execute_in_process(partition_key="depthwisenet_shapes", instance=instance)
+    assert not tick.run_requests
+    run = job.execute_in_process(partition_key="depthwisenet_shapes", instance=instance)  # had it run: cache hits
     hits = {e.asset_key.path[-1]: e.materialization.metadata["cache_hit"].value for e in run.get_asset_materialization_events()}
     assert hits == {"model_parameters": True, "model_source_tokens": True, "model_embeddings": True}
 

@@ -1,0 +1,102 @@
+"""The runner's plan: a fresh partition gets no run; anything that changed what it reads gets one.
+
+The safety property behind every case: after a planned run, launching every partition anyway
+(``plan=False``) rebuilds nothing and reports the same data versions, i.e. the plan never skipped a
+partition that a run would have changed.
+"""
+
+import shutil
+
+import pytest
+from dagster import DagsterInstance
+from PIL import Image
+
+from pipelines.runner import materialize_all
+from tests.pipeline_helpers import FAST_RUN_CONFIG, copy_world, resources_for
+
+
+def _launched(records):
+    return {(r.asset, r.partition) for r in records if r.launched}
+
+
+def _versions(records):
+    return {(r.asset, r.partition): r.data_version for r in records}
+
+
+def _assert_nothing_skipped_wrongly(instance, resources, planned):
+    forced = materialize_all(instance, resources=resources, run_config=FAST_RUN_CONFIG, plan=False)
+    assert all(r.launched for r in forced)
+    assert all(r.cache_hit for r in forced), [(r.asset, r.partition) for r in forced if not r.cache_hit]
+    assert _versions(forced) == _versions(planned)
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory, standin_world):
+    root = tmp_path_factory.mktemp("plan")
+    world = copy_world(standin_world, root / "world")  # this module changes an image
+    resources = resources_for(world, root / "artifacts")
+    (root / "dagster_home").mkdir()
+    instance = DagsterInstance.local_temp(str(root / "dagster_home"))
+    first = materialize_all(instance, resources=resources, run_config=FAST_RUN_CONFIG)
+    yield {"world": world, "resources": resources, "instance": instance, "first": first, "root": root}
+    instance.dispose()
+
+
+def test_a_second_run_of_an_unchanged_graph_launches_nothing(planned):
+    first = planned["first"]
+    assert all(r.launched for r in first)
+    second = materialize_all(planned["instance"], resources=planned["resources"], run_config=FAST_RUN_CONFIG)
+    assert _launched(second) == set()
+    assert _versions(second) == _versions(first)
+    _assert_nothing_skipped_wrongly(planned["instance"], planned["resources"], second)
+
+
+def test_a_changed_config_launches_that_asset(planned):
+    instance, resources = planned["instance"], planned["resources"]
+    config = {"ops": {**FAST_RUN_CONFIG["ops"], "embedding_probes": {"config": {"n_folds": 3}}}}
+    records = materialize_all(instance, resources=resources, run_config=config)
+    assert _launched(records) == {("embedding_probes", None)}  # nothing reads the probes
+    back = materialize_all(instance, resources=resources, run_config=FAST_RUN_CONFIG)
+    assert _launched(back) == {("embedding_probes", None)}  # its pointer moved: back to the first artifact
+    assert {r.cache_hit for r in back if r.launched} == {True}
+
+
+def test_a_changed_image_launches_its_dataset_and_what_reads_it(planned):
+    world, instance, resources = planned["world"], planned["instance"], planned["resources"]
+    dataset = world.dataset_names[0]
+    image = sorted((world.datasets_dir / dataset / "train").rglob("*.png"))[0]
+    with Image.open(image) as original:
+        Image.eval(original.convert("RGB"), lambda v: 255 - v).save(image)  # same name, other content
+    records = materialize_all(instance, resources=resources, run_config=FAST_RUN_CONFIG)
+    launched = _launched(records)
+    assert ("dataset_tokens", dataset) in launched
+    assert not {(a, p) for a, p in launched if a == "dataset_tokens" and p != dataset}
+    assert not {a for a, _ in launched} & {"model_parameters", "model_source_tokens", "autoencoder", "model_embeddings"}
+    rebuilt = {(r.asset, r.partition) for r in records if not r.cache_hit}
+    assert ("dataset_tokens", dataset) in rebuilt
+    _assert_nothing_skipped_wrongly(instance, resources, records)
+
+
+def test_a_fresh_instance_or_a_lost_pointer_launches_again(planned, tmp_path):
+    resources = planned["resources"]
+    (tmp_path / "home").mkdir()
+    other = DagsterInstance.local_temp(str(tmp_path / "home"))  # the same store, a new instance
+    try:
+        records = materialize_all(other, resources=resources, run_config=FAST_RUN_CONFIG)
+        assert all(r.launched and r.cache_hit for r in records)  # recorded on this instance, nothing rebuilt
+    finally:
+        other.dispose()
+    instance = planned["instance"]
+    model = planned["world"].model_names[0]
+    store = resources["store"]
+    ref = store.ref_path("model_embeddings", model)
+    ref.unlink()  # the store no longer says which artifact is current
+    records = materialize_all(instance, resources=resources, run_config=FAST_RUN_CONFIG)
+    assert _launched(records) == {("model_embeddings", model)}
+    assert ref.exists()
+    shutil.rmtree(store.root_path / "model_parameters" / model)  # the artifact itself is gone
+    store.ref_path("model_parameters", model).unlink()
+    records = materialize_all(instance, resources=resources, run_config=FAST_RUN_CONFIG)
+    assert ("model_parameters", model) in _launched(records)
+    assert {r.cache_hit for r in records if r.asset == "model_parameters" and r.partition == model} == {False}
+    _assert_nothing_skipped_wrongly(instance, resources, records)
