@@ -47,3 +47,38 @@ def test_tokens_round_trip_and_a_width_change_is_refused():
     assert loaded.neighbour_temperature == 0.05
     with pytest.raises(ValueError, match="retrain"):
         reference.features(np.array([1.0, 0, 0, 0]), ["n"], model_tokens=np.ones((1, 5)))
+
+
+def _full_softmax_scores(reference, names, tokens, scores, usable, k=None):
+    """An independent computation: centred cosine / T over the usable reference models but oneself,
+    softmax over all of them (``k``: over the ``k`` most similar only)."""
+    ref = reference.model_tokens
+    centre = ref[usable].mean(0)
+    unit = lambda x: (x - centre) / np.linalg.norm(x - centre, axis=1, keepdims=True)  # noqa: E731
+    out = []
+    for name, sim in zip(names, unit(tokens) @ unit(ref).T / reference.neighbour_temperature, strict=True):
+        allowed = usable & (np.array(reference.model_names) != name)
+        candidates = np.flatnonzero(allowed)
+        candidates = candidates[np.argsort(-sim[candidates])][:k]
+        w = np.exp(sim[candidates] - sim[candidates].max())
+        out.append(float((w / w.sum()) @ scores[candidates]))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("n, k", [(40, 64), (300, 16)])
+def test_neighbours_are_the_k_most_similar_models_and_exact_while_the_zoo_is_small(n, k):
+    rng = np.random.default_rng(n)
+    tokens = rng.normal(size=(n, 12))
+    names = [f"m{i}" for i in range(n)]
+    reference = BaselineReference(["x"], names, rng.uniform(size=(1, n)), np.eye(1, 4), {}, model_tokens=tokens,
+                                  neighbour_k=k)
+    scores, usable = rng.normal(size=n), rng.uniform(size=n) > 0.1
+    queries = np.vstack([tokens[:20], rng.normal(size=(5, 12))])  # reference models and new ones
+    query_names = names[:20] + [f"new{i}" for i in range(5)]
+    got = reference.neighbour_scores(query_names, queries, scores, usable)
+    np.testing.assert_allclose(got, _full_softmax_scores(reference, query_names, queries, scores, usable, k), atol=1e-9)
+    if n <= k + 1:  # every reference model is a candidate: the plain softmax over all of them
+        np.testing.assert_allclose(got, _full_softmax_scores(reference, query_names, queries, scores, usable), atol=1e-9)
+    index, weights = reference.neighbours(query_names, queries, usable)
+    assert index.shape == weights.shape == (25, min(k, n))
+    assert all(weights[i][index[i] == i].sum() == 0 for i in range(20))  # never one's own neighbour

@@ -6,8 +6,11 @@ the ``k`` most similar reference datasets), feature 2 the source similarity (how
 dataset looks like the sample of each model's pre-training images,
 :mod:`ml_core.ranking.baselines.source`) and feature 3 the *weight neighbours* score: the
 nearest-dataset scores of the model's nearest reference models in weight-embedding space
-(softmax of the centred cosine similarity of the model tokens over ``neighbour_temperature``;
-the model itself left out, so a model with results looks like one without). Feature 3 is what
+(softmax of the centred cosine similarity of the model tokens over ``neighbour_temperature``,
+over its ``neighbour_k`` most similar reference models (all of them in a zoo of up to
+``neighbour_k + 1``; past that the weights beyond the top ``k`` are below exp(-Δ/T) of the top ones
+and left out, so a dataset of 10,000 models costs a gather, not an N x N product); the model itself
+left out, so a model with results looks like one without). Feature 3 is what
 lets a model never evaluated be placed by its weights alone. Each is z-scored across models so
 only the order within the dataset matters. Models without a value (no past result, no source sample) get 0, the neutral
 value. The reference datasets are the training datasets; when the dataset is itself a training
@@ -61,7 +64,8 @@ class BaselineReference:
     temperature: float = 0.05
     model_tokens: np.ndarray | None = None  # (N, Dm) the reference models' tokens, for weight neighbours
     neighbour_temperature: float = 0.05
-    _neighbour_weights: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    neighbour_k: int = 64  # neighbours kept per model (every reference model while N <= k + 1)
+    _neighbours: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def features(
         self,
@@ -105,31 +109,55 @@ class BaselineReference:
         self, model_names: Sequence[str], model_tokens: np.ndarray, reference_scores: np.ndarray, usable: np.ndarray
     ) -> np.ndarray:
         """``(len(model_names),)``: each model's softmax-weighted mean of ``reference_scores (N,)`` over the
-        ``usable (N,)`` reference models (never itself), weighted by centred-cosine similarity of the tokens."""
+        ``usable (N,)`` reference models among its :attr:`neighbour_k` nearest (never itself), weighted by
+        centred-cosine similarity of the tokens."""
+        index, weights = self.neighbours(model_names, model_tokens, usable)
+        return (weights * np.where(usable, reference_scores, 0.0)[index]).sum(1)
+
+    def neighbours(
+        self, model_names: Sequence[str], model_tokens: np.ndarray, usable: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(index (M, k), weights (M, k))``: each model's :attr:`neighbour_k` most similar ``usable``
+        reference models (never itself) and their softmax weights. It depends on the tokens only, not
+        on the dataset: computed once per model set (the latest one is kept), in blocks of rows so
+        that memory stays about 32 MB whatever the zoo."""
         ref = np.asarray(self.model_tokens, dtype=np.float64)
         if np.shape(model_tokens)[1] != ref.shape[1]:
             raise ValueError(f"model tokens of width {np.shape(model_tokens)[1]}, but the ranker's reference models have "
                              f"{ref.shape[1]}: the embeddings changed since the ranker was trained; retrain it")
-        key = hashlib.sha256(np.ascontiguousarray(model_tokens, dtype=np.float64).tobytes()
-                             + repr(list(model_names)).encode() + usable.tobytes()).hexdigest()
-        weights = self._neighbour_weights.get(key)
-        if weights is None:  # depends on the tokens only, not on the dataset: computed once per model set
-            centre = ref[usable].mean(0)
+        given = np.ascontiguousarray(model_tokens)  # hashed as given: no copy of a 10,000-model matrix
+        digest = hashlib.sha256(given.data)
+        digest.update(f"{given.dtype}{given.shape}".encode() + "\n".join(model_names).encode() + usable.tobytes())
+        key = digest.hexdigest()
+        if key in self._neighbours:
+            return self._neighbours[key]
+        tokens = given.astype(np.float64, copy=False)
+        centre = ref[usable].mean(0)
 
-            def unit(x: np.ndarray) -> np.ndarray:
-                x = np.asarray(x, dtype=np.float64) - centre
-                return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        def unit(x: np.ndarray) -> np.ndarray:
+            x = x - centre
+            return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
-            sim = unit(model_tokens) @ unit(ref).T / self.neighbour_temperature  # (M, N)
+        reference, queries = unit(ref), unit(tokens)
+        position = {m: j for j, m in enumerate(self.model_names)}
+        own = np.array([position.get(m, -1) for m in model_names], dtype=np.int64)
+        k = min(self.neighbour_k, len(self.model_names))
+        index = np.empty((len(tokens), k), dtype=np.int64)
+        weights = np.empty((len(tokens), k), dtype=np.float64)
+        block = max(1, 2**22 // max(len(reference), 1))  # 4 M similarities (32 MB) at a time
+        for start in range(0, len(tokens), block):
+            sim = queries[start:start + block] @ reference.T / self.neighbour_temperature  # (block, N)
             sim[:, ~usable] = -np.inf
-            index = {m: j for j, m in enumerate(self.model_names)}
-            for i, name in enumerate(model_names):
-                if name in index:
-                    sim[i, index[name]] = -np.inf
-            weights = np.exp(sim - sim.max(1, keepdims=True))
-            weights /= weights.sum(1, keepdims=True)
-            self._neighbour_weights = {key: weights}  # the latest model set only: memory stays one matrix
-        return weights @ np.where(usable, reference_scores, 0.0)
+            mine = np.flatnonzero(own[start:start + block] >= 0)
+            sim[mine, own[start:start + block][mine]] = -np.inf  # never one's own neighbour
+            part = (np.argpartition(-sim, k - 1, axis=1)[:, :k] if k < sim.shape[1]
+                    else np.broadcast_to(np.arange(k), sim.shape))
+            logits = np.take_along_axis(sim, part, axis=1)
+            w = np.exp(logits - logits.max(1, keepdims=True))
+            index[start:start + block] = part
+            weights[start:start + block] = w / w.sum(1, keepdims=True)
+        self._neighbours = {key: (index, weights)}  # the latest model set only: memory stays M x k
+        return index, weights
 
     def to_dict(self) -> dict:
         return {
@@ -142,6 +170,7 @@ class BaselineReference:
             "temperature": self.temperature,
             "model_tokens": None if self.model_tokens is None else np.asarray(self.model_tokens).tolist(),
             "neighbour_temperature": self.neighbour_temperature,
+            "neighbour_k": self.neighbour_k,
         }
 
     @classmethod
@@ -157,4 +186,5 @@ class BaselineReference:
             temperature=float(data["temperature"]),
             model_tokens=None if data.get("model_tokens") is None else np.asarray(data["model_tokens"], dtype=np.float64),
             neighbour_temperature=float(data.get("neighbour_temperature", 0.05)),
+            neighbour_k=int(data.get("neighbour_k", 64)),
         )

@@ -185,10 +185,11 @@ class RankerArtifact:
                                         model_tokens=model_tokens)
             )[None]
         self.model.eval()
+        linear = self.training.model.architecture == "linear"  # it reads the features only, never the tokens
         with torch.inference_mode():
             scores = self.model(
                 torch.from_numpy(seq)[None],
-                torch.from_numpy(self.model_normalizer.apply(model_tokens))[None],
+                torch.zeros(1, len(model_tokens), 0) if linear else torch.from_numpy(self.model_normalizer.apply(model_tokens))[None],
                 torch.from_numpy(mask)[None],
                 None,
                 features,

@@ -53,7 +53,7 @@ def source_similarity(target: np.ndarray, sources: np.ndarray) -> np.ndarray:
     if sources.ndim != 2 or sources.shape[1] != target.shape[0]:
         raise ValueError(f"sources {sources.shape} do not match a target descriptor of {target.shape[0]} values")
     t_norm = np.linalg.norm(target)
-    norms = np.linalg.norm(sources, axis=1)
+    norms = np.sqrt(np.einsum("ij,ij->i", sources, sources))  # row norms without an (N, D) temporary
     with np.errstate(invalid="ignore", divide="ignore"):
         sims = (sources @ target) / (norms * t_norm)
     return np.where(np.isfinite(sims), sims, np.nan)
