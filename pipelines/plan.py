@@ -117,16 +117,18 @@ def planned_key(
     resources: Mapping[str, Any],
     op_config: Mapping[str, Any] | None,
     registered: Mapping[str, Sequence[str]],
+    instance: DagsterInstance | None = None,
 ) -> Planned:
     """The cache key a run of ``assets_def`` for ``partition`` would compute now: its body, invoked
-    directly in planning mode, stopped at its cache lookup."""
+    directly in planning mode, stopped at its cache lookup. ``instance``: the one the context reads
+    (else Dagster makes an ephemeral one, with its database migrations, for each call)."""
     store = resources["store"]
     config_class = _config_class(assets_def)
     kwargs = _inputs(assets_def, partition, registered, store)
     if config_class is not None:
         kwargs["config"] = config_class(**dict(op_config or {}))
     needed = {key: resources[key] for key in assets_def.required_resource_keys if key in resources and key != "io_manager"}
-    context = build_asset_context(partition_key=partition, resources=needed)
+    context = build_asset_context(partition_key=partition, resources=needed, instance=instance)
     with planning():
         try:
             outcome = assets_def(context, **kwargs)
@@ -173,7 +175,8 @@ def plan_stage(
             plans.append(PartitionPlan(asset, partition, True, "the artifact store does not hold what the instance recorded"))
             continue
         try:
-            planned = planned_key(assets_def, partition, resources=resources, op_config=op_config, registered=registered)
+            planned = planned_key(assets_def, partition, resources=resources, op_config=op_config,
+                                  registered=registered, instance=instance)
         except Exception as error:  # the run will meet the same problem and report it properly
             logger.debug("planning %s[%s] failed: %s", asset, partition, error, exc_info=True)
             plans.append(PartitionPlan(asset, partition, True, f"could not plan: {type(error).__name__}: {error}"))
