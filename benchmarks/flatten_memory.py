@@ -12,9 +12,10 @@ subprocess so that every peak is clean:
 
 Peak memory is the kernel's high-water mark of resident memory (``VmHWM``, the same as
 ``getrusage().ru_maxrss``), plus the peak of anonymous (non file-backed) memory sampled every
-20 ms. Printed: each peak above ``idle``, and the ratios the design asks for: flatten / load_all
-(should be far below 1) and flatten / (largest tensor as float32 + one block of chunks) (about
-one tensor plus one chunk block: a small constant, not growing with the model).
+20 ms (:mod:`benchmarks.memory`, shared with :mod:`benchmarks.scale`). Printed: each peak above
+``idle``, and the ratios the design asks for: flatten / load_all (should be far below 1) and
+flatten / (largest tensor as float32 + one block of chunks) (about one tensor plus one chunk
+block: a small constant, not growing with the model).
 
 Run (about 1 minute and ~4 GB of free disk for the default 500 M parameters; removed after)::
 
@@ -27,21 +28,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import resource
 import shutil
 import struct
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.memory import REPO, AnonSampler, emit, mib, peaks, run_child
+
 logger = logging.getLogger("benchmarks.flatten_memory")
 
-REPO = Path(__file__).resolve().parents[1]
 _NP_DTYPES = {"F32": np.float32, "F16": np.float16}
 _WRITE_BLOCK_VALUES = 4 * 1024 * 1024
 
@@ -112,39 +110,13 @@ def write_synthetic_safetensors(path: Path, n_params: float, dtype: str = "F32",
 # --- measured in a child process -------------------------------------------------------------
 
 
-class _AnonSampler(threading.Thread):
-    """Samples RssAnon (KiB) from /proc/self/status every ``period`` seconds; keeps the peak."""
-
-    def __init__(self, period: float = 0.02):
-        super().__init__(daemon=True)
-        self.period, self.peak_kib, self._done = period, 0, threading.Event()
-
-    @staticmethod
-    def read_kib(field: str) -> int:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-        return 0
-
-    def run(self) -> None:
-        while not self._done.is_set():
-            self.peak_kib = max(self.peak_kib, self.read_kib("RssAnon"))
-            time.sleep(self.period)
-
-    def stop(self) -> int:
-        self._done.set()
-        self.join()
-        return max(self.peak_kib, self.read_kib("RssAnon"))
-
-
-def _child(mode: str, path: Path, out: Path, block_rows: int) -> dict:
+def _child(mode: str, path: Path, out: Path, block_rows: int, architecture: str | None = None) -> dict:
     import torch  # noqa: F401  (the same imports in every mode: a fair floor)
     import zarr  # noqa: F401
 
     from ml_core.weights import open_checkpoint, write_model_parameters
 
-    sampler = _AnonSampler()
+    sampler = AnonSampler()
     sampler.start()
     start = time.perf_counter()
     facts: dict = {}
@@ -153,34 +125,27 @@ def _child(mode: str, path: Path, out: Path, block_rows: int) -> dict:
 
         state = load_file(str(path))
         facts["checksum"] = float(sum(float(t.sum()) for t in state.values() if t.is_floating_point()))
-    elif mode == "flatten":
-        with open_checkpoint(path) as reader:
+    elif mode == "flatten":  # the call of the model_parameters asset
+        with open_checkpoint(path, architecture=architecture) as reader:
             summary = write_model_parameters(reader, out, block_rows=block_rows)
-        facts.update(n_chunks=summary.n_chunks, total_values=summary.total_values, n_skipped=summary.n_skipped)
+        facts.update(n_chunks=summary.n_chunks, total_values=summary.total_values, n_skipped=summary.n_skipped,
+                     content_hash=summary.content_hash)
     seconds = time.perf_counter() - start
-    peak_anon_kib = sampler.stop()
-    return {
-        "mode": mode,
-        "seconds": seconds,
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "peak_hwm_bytes": _AnonSampler.read_kib("VmHWM") * 1024,
-        "peak_anon_bytes": peak_anon_kib * 1024,
-        **facts,
-    }
+    return {"mode": mode, "seconds": seconds, **peaks(sampler), **facts}
+
+
+def run_flatten_child(mode: str, path: Path, out: Path, block_rows: int = 64, architecture: str | None = None,
+                      env: dict[str, str] | None = None) -> dict:
+    """``idle``, ``load_all`` or ``flatten`` (``open_checkpoint`` + ``write_model_parameters`` of ``path``
+    into the zarr group ``out``) in a fresh process: seconds, peaks (:func:`benchmarks.memory.peaks`), facts."""
+    args = [mode, "--file", str(path), "--out", str(out), "--block-rows", str(block_rows)]
+    if architecture:
+        args += ["--architecture", architecture]
+    return run_child("benchmarks.flatten_memory", args, env)
 
 
 def _run_child(mode: str, path: Path, out: Path, block_rows: int) -> dict:
-    command = [sys.executable, "-m", "benchmarks.flatten_memory", "--child", mode, "--file", str(path),
-               "--out", str(out), "--block-rows", str(block_rows)]
-    env = os.environ | {"OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{mode} child failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _mib(n: float) -> str:
-    return f"{n / 2**20:,.0f} MiB"
+    return run_flatten_child(mode, path, out, block_rows, env={"OMP_NUM_THREADS": "1"})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -193,10 +158,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--child", choices=("idle", "load_all", "flatten"), help=argparse.SUPPRESS)
     parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--architecture", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.child:
-        sys.stdout.write(json.dumps(_child(args.child, args.file, args.out, args.block_rows)) + "\n")
+        emit(_child(args.child, args.file, args.out, args.block_rows, args.architecture))
         return
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -206,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     facts = write_synthetic_safetensors(path, args.params, args.dtype)
     logger.info("built %s: %s parameters in %d tensors, %s on disk (%.0f s)", path, f"{facts['n_params']:,}",
-                facts["n_tensors"], _mib(facts["file_bytes"]), time.perf_counter() - start)
+                facts["n_tensors"], mib(facts["file_bytes"]), time.perf_counter() - start)
     try:
         shutil.rmtree(out, ignore_errors=True)
         idle = _run_child("idle", path, out, args.block_rows)
@@ -225,12 +191,12 @@ def main(argv: list[str] | None = None) -> None:
     load_rss = load_all["peak_rss_bytes"] - floor
     rows = [
         ("parameters", f"{facts['n_params']:,} ({args.dtype}, {facts['n_tensors']} tensors)"),
-        ("checkpoint file", _mib(facts["file_bytes"])),
-        ("largest tensor as float32 + one block", f"{_mib(bound)} (block = {args.block_rows} x 8192 values)"),
-        ("idle interpreter (torch, zarr imported)", _mib(floor)),
-        ("baseline: load whole state dict, peak above idle", f"{_mib(load_rss)} in {load_all['seconds']:.1f} s"),
-        ("flatten to zarr, peak RSS above idle", f"{_mib(flat_rss)} in {flatten['seconds']:.1f} s"),
-        ("flatten to zarr, peak anonymous memory above idle", _mib(flat_anon)),
+        ("checkpoint file", mib(facts["file_bytes"])),
+        ("largest tensor as float32 + one block", f"{mib(bound)} (block = {args.block_rows} x 8192 values)"),
+        ("idle interpreter (torch, zarr imported)", mib(floor)),
+        ("baseline: load whole state dict, peak above idle", f"{mib(load_rss)} in {load_all['seconds']:.1f} s"),
+        ("flatten to zarr, peak RSS above idle", f"{mib(flat_rss)} in {flatten['seconds']:.1f} s"),
+        ("flatten to zarr, peak anonymous memory above idle", mib(flat_anon)),
         ("ratio flatten / load whole state dict", f"{flat_rss / load_rss:.3f}"),
         ("ratio flatten / (largest tensor + block)", f"{flat_rss / bound:.2f}"),
         ("flatten throughput", f"{facts['n_params'] / flatten['seconds'] / 1e6:.1f} M values/s"),

@@ -1,4 +1,5 @@
-"""AutoEncoder: shapes, masked loss, normalisation fitted on training models only, a step lowers the loss."""
+"""AutoEncoder: shapes, masked loss, normalisation fitted on training models only, a step lowers the loss,
+the training sample bounded by a total chunk budget whatever the number of models."""
 
 import numpy as np
 import torch
@@ -12,6 +13,7 @@ from ml_core.weights import (
     ChunkNormalizer,
     ModelEmbedding,
     StateDictReader,
+    chunk_quotas,
     embed_model,
     pool_codes,
     read_model_parameters,
@@ -96,3 +98,41 @@ def test_embedding_covers_every_chunk(tmp_path):
     assert embedding.segment_tokens.shape == (3, 16)
     embedding.save(tmp_path / "e")
     assert ModelEmbedding.load(tmp_path / "e").content_hash() == embedding.content_hash()
+
+
+def test_chunk_quotas_stay_within_the_budget_whatever_the_zoo():
+    for n_models in (1, 3, 10, 100, 1000):
+        counts = {f"m{i}": 1 + (i * 37) % 700 for i in range(n_models)}  # 1 to 700 chunks each
+        for budget in (1, 5, 64, 1000, 16384):
+            quotas = chunk_quotas(counts, budget, 512, np.random.default_rng(0))
+            assert set(quotas) == set(counts)
+            assert sum(quotas.values()) <= budget
+            assert all(0 <= quotas[m] <= min(counts[m], 512) for m in counts)
+            if budget >= n_models:  # one chunk per model fits: every model gives at least one
+                assert min(quotas.values()) >= 1
+            else:
+                assert sum(quotas.values()) == budget
+            assert quotas == chunk_quotas(counts, budget, 512, np.random.default_rng(0))  # seeded
+    # below the budget, the seed's sample: every model's min(n_chunks, max_chunks_per_model)
+    assert chunk_quotas({"a": 3, "b": 900}, 16384, 512, np.random.default_rng(0)) == {"a": 3, "b": 512}
+    # past it, one level for all: small models keep theirs, large ones are cut to what is left
+    assert chunk_quotas({"a": 3, "b": 900, "c": 900}, 103, 512, np.random.default_rng(0)) == {"a": 3, "b": 50, "c": 50}
+
+
+def test_training_sample_is_bounded_covers_every_model_and_is_seeded(tmp_path):
+    models = _store_models(tmp_path, n=12)  # 4 chunks of 256 values each
+    def train(budget, seed=0):
+        config = AutoEncoderTrainingConfig(model=SMALL, trainer=TrainerConfig(epochs=1, scheduler="none"),
+                                           val_fraction=0.25, max_total_chunks=budget, seed=seed)
+        return train_autoencoder(models, config)[0]
+
+    everything = train(10_000)  # below the budget: every chunk of every model, as before the budget
+    assert everything.info["n_train_chunks"] + everything.info["n_val_chunks"] == 12 * 4
+    one_each = train(12)
+    assert (one_each.info["n_train_chunks"], one_each.info["n_val_chunks"]) == (9, 3)  # 9 + 3 models
+    for budget in (1, 5, 20, 30):
+        info = train(budget).info
+        assert 1 <= info["n_train_chunks"] and info["n_train_chunks"] + info["n_val_chunks"] <= budget
+    again, other = train(20), train(20, seed=1)
+    assert again.normalizer == train(20).normalizer  # the same seed samples the same chunks
+    assert again.normalizer != other.normalizer
