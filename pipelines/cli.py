@@ -8,12 +8,14 @@ to the measured best.
 
 import logging
 import os
+import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import click
 import pandas as pd
+import yaml
 from dagster import DagsterInstance
 
 from assets.artifacts import Artifact, current_artifact
@@ -23,7 +25,7 @@ from ml_core.ground_truth import TransferError, table_spread
 from pipelines.definitions import default_resources, world_resources
 from pipelines.readers import materialized
 from pipelines.registration import register_partitions
-from pipelines.runner import MaterializationRecord, materialize_all
+from pipelines.runner import MaterializationRecord, PartitionFailure, PartitionsFailed, materialize_all
 from resources.artifact_store import ArtifactStore
 from resources.settings import work_dir, world_dir
 from worlds import SCALES, build_world
@@ -60,6 +62,25 @@ def _summary(records: list[MaterializationRecord]) -> str:
     else:
         lines.append(f"{launched} run(s) launched; fresh = unchanged since its last materialization, no run")
     return "\n".join(lines)
+
+
+def _materialize(instance: DagsterInstance, resources: dict, log_level: str, run_config: dict | None = None
+                 ) -> tuple[list[MaterializationRecord], list[PartitionFailure]]:
+    """Every stage; a failed partition does not stop the others (see :func:`materialize_all`)."""
+    try:
+        return materialize_all(instance, resources=resources, log_level=log_level, run_config=run_config), []
+    except PartitionsFailed as failed:
+        return failed.records, failed.failures
+
+
+def _exit_on_failures(failures: list[PartitionFailure]) -> None:
+    """List each failed partition in one line (the file or setting at fault is in its reason), exit 1."""
+    if not failures:
+        return
+    click.echo(f"\n{len(failures)} partition(s) failed; every other partition was materialized:", err=True)
+    for failure in failures:
+        click.echo(f"  {failure}", err=True)
+    sys.exit(1)
 
 
 def _materialized(store: ArtifactStore, asset: str, partition: str | None) -> Artifact:
@@ -100,7 +121,9 @@ def print_recommendations(store: ArtifactStore, dataset_keys: list[str], top: in
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    ctx.obj = {"log_level": "DEBUG" if verbose else "WARNING"}
+    # Dagster's own console log (each run's events, a failed step's traceback) only with -v: without it a
+    # failure is one line of the summary, and the UI's run page keeps every event
+    ctx.obj = {"log_level": "DEBUG" if verbose else "CRITICAL"}
 
 
 def _prune_partitions(instance: DagsterInstance, resources: dict) -> None:
@@ -212,9 +235,10 @@ def demo(ctx: click.Context, seed: int, scale: str, fixture: bool, top: int) -> 
     instance = _instance()
     _prune_partitions(instance, resources)
     graph_start = time.perf_counter()
-    records = materialize_all(instance, resources=resources, log_level=ctx.obj["log_level"])
+    records, failures = _materialize(instance, resources, ctx.obj["log_level"])
     graph_seconds = time.perf_counter() - graph_start
     click.echo(_summary(records))
+    _exit_on_failures(failures)
     click.echo(f"graph: {graph_seconds:.1f} s wall ({sum(r.seconds for r in records):.1f} s inside the assets of "
                f"{sum(r.launched for r in records)} runs; the rest is planning and Dagster's start-up of each run)")
     print_table_report(store)
@@ -233,15 +257,35 @@ def demo(ctx: click.Context, seed: int, scale: str, fixture: bool, top: int) -> 
                f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
 
 
+def _read_run_config(path: Path | None) -> dict | None:
+    """A Dagster run config (``ops: {asset: {config: ...}}``) from a YAML or JSON file."""
+    if path is None:
+        return None
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise click.ClickException(f"{path}: not a readable run config: {str(error).splitlines()[0]}") from error
+    if not isinstance(config, dict) or not isinstance(config.get("ops", {}), dict):
+        raise click.ClickException(f"{path}: a run config is a mapping with an 'ops' mapping (ops: {{asset: {{config: ...}}}})")
+    return config
+
+
 @main.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="a Dagster run config (YAML or JSON: ops: {asset: {config: ...}}), as in the launchpad")
 @click.pass_context
-def run(ctx: click.Context) -> None:
-    """Materialize every asset of every partition with the environment's settings."""
+def run(ctx: click.Context, config_path: Path | None) -> None:
+    """Materialize every asset of every partition with the environment's settings.
+
+    Partitions that are fresh (nothing they read changed) get no run; a failed partition does not stop
+    the others: each failure is listed in one line at the end, and the exit code is 1."""
+    run_config = _read_run_config(config_path)
     instance = _instance()
     resources = default_resources()
-    records = materialize_all(instance, resources=resources, log_level=ctx.obj["log_level"])
+    records, failures = _materialize(instance, resources, ctx.obj["log_level"], run_config)
     click.echo(_summary(records))
     print_recommendations(resources["store"], sorted({r.partition for r in records if r.asset == "model_recommendations"}))
+    _exit_on_failures(failures)
 
 
 @main.command()
@@ -252,5 +296,26 @@ def register() -> None:
     click.echo(f"models: {len(result.models)} ({len(result.added_models)} new); datasets: {len(result.datasets)} ({len(result.added_datasets)} new)")
 
 
+def cli(args: list[str] | None = None) -> None:
+    """The command line's entry point: any error ends in one line naming what failed (the traceback
+    with ``-v``) and exit code 1; usage errors exit 2, as click's do."""
+    args = sys.argv[1:] if args is None else list(args)
+    try:
+        code = main.main(args=args, prog_name="python -m pipelines.cli", standalone_mode=False)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except Exception as error:  # noqa: BLE001 - the one place that turns any error into one line
+        if "-v" in args or "--verbose" in args:
+            raise
+        first = str(error).strip().splitlines()
+        click.echo(f"error: {type(error).__name__}: {first[0] if first else ''} (-v for the traceback)", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -6,6 +6,8 @@ under this code version, from the same config and input content): those get no r
 second run of an unchanged graph launches nothing.
 """
 
+from __future__ import annotations
+
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -37,6 +39,44 @@ STAGES: tuple[tuple[str, str | None], ...] = (
     ("transferability_scores", DATASETS),
     ("ranker_evaluation", None),
 )
+
+
+@dataclass(frozen=True)
+class PartitionFailure:
+    """One partition whose run failed (``reason``: the error's type and first line, which names the
+    file or setting at fault), or that was not run because the partition it reads failed."""
+
+    asset: str
+    partition: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.asset}[{self.partition or '-'}]: {self.reason}"
+
+
+class PartitionsFailed(RuntimeError):
+    """Raised by :func:`materialize_all` after every stage ran: what failed, and what did not."""
+
+    def __init__(self, failures: list[PartitionFailure], records: list[MaterializationRecord]):
+        self.failures, self.records = failures, records
+        super().__init__(f"{len(failures)} partition(s) failed: " + "; ".join(str(f) for f in failures[:10]))
+
+
+def failure_reason(result: Any) -> str:
+    """The error of a failed in-process run, in one line: ``Type: first line of its message``, of the
+    first exception in the chain that is not Dagster's wrapper (the project's own error, which names
+    the file or setting at fault, rather than the low-level error it was raised from)."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+                error = error.cause
+            lines = (error.message or "").strip().splitlines()  # "package.module.Type: message"
+            if not lines:
+                return error.cls_name or "unknown error"
+            qualified, _, rest = lines[0].partition(":")
+            return f"{error.cls_name}:{rest}" if error.cls_name and qualified.endswith(error.cls_name) else lines[0]
+    return "the run failed before any step started"
 
 
 @dataclass(frozen=True)
@@ -83,6 +123,10 @@ def materialize_all(
     """Register partitions, then materialize every stage (every partition that is not fresh); returns
     what happened, fresh partitions included (``launched=False``).
 
+    A failed partition spoils only itself: every other partition of every stage still runs (a stage
+    that reads all partitions reads those that exist; a partition that reads the failed one is
+    skipped), and :class:`PartitionsFailed` is raised at the end with each failure and the records.
+
     ``run_config`` is a Dagster run config whose ``ops`` entries are passed to the matching asset.
     ``only_partitions`` (``{"models": [...]}``) restricts a partition dimension to those keys.
     ``plan=False`` launches a run for every partition (each still a cache hit when nothing changed).
@@ -99,6 +143,7 @@ def materialize_all(
     records: list[MaterializationRecord] = []
     definitions = {a.key.path[-1]: a for a in ALL_ASSETS}
     registered = {d: sorted(instance.get_dynamic_partitions(d)) for d in (MODELS, DATASETS)}
+    failures: list[PartitionFailure] = []
     for asset, dimension in stages:
         keys: list[str | None] = [None] if dimension is None else list(registered[dimension])
         if dimension is not None and only_partitions and dimension in only_partitions:
@@ -116,6 +161,10 @@ def materialize_all(
             if not step.run:
                 records.append(MaterializationRecord(asset, key, True, step.data_version, 0.0, launched=False))
                 continue
+            blocked = _failed_input(definitions[asset], key, failures)
+            if blocked is not None:
+                failures.append(PartitionFailure(asset, key, f"not run: its input {blocked} failed"))
+                continue
             result = materialize(
                 ALL_ASSETS,
                 selection=[asset],
@@ -124,9 +173,12 @@ def materialize_all(
                 resources=resources,
                 run_config=_asset_run_config(run_config, asset, log_level),
                 tags={"modelrec/stage": asset},
+                raise_on_error=False,
             )
             if not result.success:
-                raise RuntimeError(f"materializing {asset}[{key or '-'}] failed")
+                failures.append(PartitionFailure(asset, key, failure_reason(result)))
+                logger.warning("%s", failures[-1])
+                continue
             for event in result.get_asset_materialization_events():
                 mat = event.materialization
                 meta = mat.metadata
@@ -139,4 +191,20 @@ def materialize_all(
                         seconds=float(meta["seconds"].value) if "seconds" in meta else 0.0,
                     )
                 )
+    if failures:
+        raise PartitionsFailed(failures, records)
     return records
+
+
+def _failed_input(assets_def: Any, partition: str | None, failures: Sequence[PartitionFailure]) -> str | None:
+    """The failed partition this partition reads on its own (the same partition of an upstream asset,
+    or an unpartitioned upstream asset), if any; a failed partition among many read together is only
+    left out of them."""
+    failed = {(f.asset, f.partition) for f in failures}
+    for name, upstream in assets_def.keys_by_input_name.items():
+        if (assets_def.op.ins[name].metadata or {}).get("all_partitions"):
+            continue
+        for candidate in ((upstream.path[-1], partition), (upstream.path[-1], None)):
+            if candidate in failed:
+                return f"{candidate[0]}[{candidate[1] or '-'}]"
+    return None

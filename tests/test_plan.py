@@ -5,14 +5,19 @@ The safety property behind every case: after a planned run, launching every part
 partition that a run would have changed.
 """
 
+import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance
 from PIL import Image
 
-from pipelines.runner import materialize_all
-from tests.pipeline_helpers import FAST_RUN_CONFIG, copy_world, resources_for
+from pipelines.runner import PartitionsFailed, materialize_all
+from tests.pipeline_helpers import FAST_RUN_CONFIG, copy_world, resources_for, world_env
 
 
 def _launched(records):
@@ -100,3 +105,34 @@ def test_a_fresh_instance_or_a_lost_pointer_launches_again(planned, tmp_path):
     assert ("model_parameters", model) in _launched(records)
     assert {r.cache_hit for r in records if r.asset == "model_parameters" and r.partition == model} == {False}
     _assert_nothing_skipped_wrongly(instance, resources, records)
+
+
+def test_a_bad_checkpoint_spoils_only_itself_and_the_command_says_so_in_one_line(planned, tmp_path):
+    world, instance, resources = planned["world"], planned["instance"], planned["resources"]
+    bad = world.zoo_dir / "aaa_empty.pt"  # first in every listing: the others come after it
+    bad.write_bytes(b"")
+    try:
+        with pytest.raises(PartitionsFailed) as raised:
+            materialize_all(instance, resources=resources, run_config=FAST_RUN_CONFIG)
+        failures = {(f.asset, f.partition): f.reason for f in raised.value.failures}
+        assert set(failures) == {("model_parameters", "aaa_empty"), ("model_embeddings", "aaa_empty")}
+        assert failures[("model_parameters", "aaa_empty")].startswith(f"CheckpointError: {bad}: ")
+        assert "model_parameters[aaa_empty] failed" in failures[("model_embeddings", "aaa_empty")]
+        done = {(r.asset, r.partition) for r in raised.value.records}
+        for model in world.model_names:  # every good model went through, and so did every later stage
+            assert {("model_parameters", model), ("model_embeddings", model)} <= done
+        assert {("ranking_transformer", None), ("ranker_evaluation", None)} <= done
+
+        config = tmp_path / "fast.json"
+        config.write_text(json.dumps(FAST_RUN_CONFIG))
+        env = {**os.environ, **world_env(world, resources["store"].root_path), "DAGSTER_HOME": str(tmp_path / "home")}
+        command = [sys.executable, "-m", "pipelines.cli", "run", "--config", str(config)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=540,
+                              cwd=Path(__file__).resolve().parents[1])
+        assert done.returncode == 1, done.stderr[-2000:]
+        assert f"model_parameters[aaa_empty]: CheckpointError: {bad}: not a readable torch checkpoint (the file is empty)" in done.stderr
+        assert "Traceback" not in done.stderr and "Stack Trace" not in done.stderr  # one line, not Dagster's log
+        assert "== " + world.dataset_names[0] in done.stdout  # the recommendations of the good models
+    finally:
+        bad.unlink()
+        instance.delete_dynamic_partition("models", "aaa_empty")

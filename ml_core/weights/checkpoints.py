@@ -263,7 +263,8 @@ def _safe_torch_load(path: Path) -> Any:
             f"where it came from). Detail: {str(err).splitlines()[0]}"
         ) from err
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({err})") from err
+        detail = "the file is empty" if path.stat().st_size == 0 else str(err).strip() or type(err).__name__
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({detail})") from err
 
 
 def _collect_tensors(obj: Any, prefix: str, out: dict[str, torch.Tensor], depth: int = 0) -> None:
