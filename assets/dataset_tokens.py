@@ -12,6 +12,7 @@ from assets.configs import dagster_config
 from assets.loaders import TOKENS_DIR
 from assets.partitions import datasets_partitions
 from ml_core.images import (
+    EXECUTION_FIELDS,
     TokenWriterConfig,
     encoder_spec_fingerprint,
     load_image_encoder,
@@ -76,7 +77,7 @@ def dataset_tokens(
 
     fingerprints = store.fingerprints
     result = materialize_asset(
-        context, store, config={**config.model_dump(), "split": catalog.split},
+        context, store, config={**config.model_dump(exclude=EXECUTION_FIELDS), "split": catalog.split},
         inputs={"images": fingerprints.folder(entry.path),
                 "encoder": encoder_spec_fingerprint(spec, fingerprints.file_sha256)},
         build=build,

@@ -22,6 +22,7 @@ from assets.loaders import NO_SAMPLE_FILE, TOKENS_DIR
 from assets.partitions import models_partitions
 from ml_core.artifacts import hash_parts
 from ml_core.images import (
+    EXECUTION_FIELDS,
     SOURCE_SAMPLE_TOKENS,
     encoder_spec_fingerprint,
     load_image_encoder,
@@ -79,8 +80,9 @@ def model_source_tokens(
         inputs = {"encoder": encoder_spec_fingerprint(spec, fingerprints.file_sha256),
                   "images": fingerprints.folder(folder)}
     # one artifact per sample content (and encoder, config), shared by every model that names it
-    shared = "no-sample" if folder is None else "sample-" + hash_parts(sorted(inputs.items()), config.model_dump())[:16]
-    result = materialize_asset(context, store, config=config.model_dump(), inputs=inputs, build=build,
+    key_config = config.model_dump(exclude=EXECUTION_FIELDS)  # how many decoders: not what the tokens are
+    shared = "no-sample" if folder is None else "sample-" + hash_parts(sorted(inputs.items()), key_config)[:16]
+    result = materialize_asset(context, store, config=key_config, inputs=inputs, build=build,
                                partition=shared)
     s = result.summary
     metadata = {"has_source_sample": s["has_source"], "shared_artifact": shared}

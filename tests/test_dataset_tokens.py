@@ -1,6 +1,7 @@
 """Dataset tokens: ImageFolder scanning, robust decoding, class-balanced rows, streaming zarr shards."""
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -213,10 +214,100 @@ def test_streaming_buffer_does_not_grow_with_the_dataset(tmp_path, encoder):
     # each shard is on disk as soon as its 12 slots are encoded, long before the end
     assert shards_on_disk and all(files == done // 12 for done, files in shards_on_disk)
     assert shards_on_disk[-1][1] == 49
-    # threaded decoding (one batch ahead) computes the same tokens
+    # decoding workers (processes by default, one batch ahead) compute the same tokens
     threaded_config = TokenWriterConfig(rows_per_shard=4, batch_size=5, max_rows=None, num_workers=2)
     threaded = write_dataset_tokens(large, encoder, UPath(tmp_path / "tl2"), threaded_config)
     assert threaded.content_hash == big.content_hash
+
+
+def _with_bad_files(root: Path) -> Path:
+    """Add a text file named .png and a truncated PNG to class a (two unreadable images)."""
+    (root / "train" / "a" / "notes.png").write_text("not an image")
+    truncated = _write_image(root / "train" / "a" / "cut.png", np.random.default_rng(5), size=64)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    return root
+
+
+@pytest.mark.parametrize("decode_in", ["process", "process-pickled", "thread"])
+def test_decoding_workers_give_identical_tokens_and_skips(tmp_path, encoder, caplog, monkeypatch, decode_in):
+    """0 workers (this process) and 2 workers: same rows, order, features, skips, reasons and log lines.
+
+    Worker processes hand images over in shared batch buffers, or pickled where there are none."""
+    if decode_in == "process-pickled":
+        import ml_core.images.tokens as tokens_module
+
+        monkeypatch.setattr(tokens_module, "_shared_batch_buffers", lambda preprocess, batch_size: None)
+        decode_in = "process"
+    index = scan_image_folder(_with_bad_files(make_folder(tmp_path / "ds", {"a": 7, "b": 6, "c": 5})))
+    written = {}
+    for workers in (0, 2):
+        config = TokenWriterConfig(batch_size=4, rows_per_shard=2, max_rows=None, dtype="float32",
+                                   num_workers=workers, decode_in=decode_in)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="ml_core.images.tokens"):
+            summary = write_dataset_tokens(index, encoder, UPath(tmp_path / f"tok{workers}"), config)
+        warnings = [r.getMessage() for r in caplog.records if "skipping unreadable image" in r.getMessage()]
+        written[workers] = summary, read_dataset_tokens(UPath(tmp_path / f"tok{workers}")), warnings
+    (serial, serial_tokens, serial_log), (pooled, pooled_tokens, pooled_log) = written[0], written[2]
+    assert np.array_equal(serial_tokens.features, pooled_tokens.features)  # bit-identical, not close
+    assert np.array_equal(serial_tokens.valid, pooled_tokens.valid)
+    assert pooled.content_hash == serial.content_hash and pooled.n_valid == serial.n_valid == 18
+    assert pooled.skipped == serial.skipped and {s.path for s in pooled.skipped} == {
+        "train/a/notes.png", "train/a/cut.png"}
+    assert pooled_log == serial_log and len(pooled_log) == 2
+    assert any("cannot identify image file" in s.reason for s in pooled.skipped)
+
+
+def test_decoding_reads_at_most_one_batch_ahead(tmp_path, encoder):
+    """Bounded prefetch: when batch k reaches the encoder, at most batches 0..k+1 have been taken."""
+    from ml_core.images.tokens import _batched, _decoded_batches, _slots
+
+    index = scan_image_folder(make_folder(tmp_path / "ds", {"a": 9, "b": 9}))
+    columns = plan_rows(index, TokenWriterConfig(max_rows=None))
+    taken = []
+
+    def counted(batches):
+        for batch in batches:
+            taken.append(batch)
+            yield batch
+
+    config = TokenWriterConfig(batch_size=2, num_workers=2)
+    stream = _decoded_batches(counted(_batched(_slots(columns, 9), 2)), encoder.preprocess, config, workers=2)
+    seen = 0
+    for k, (batch, decoded) in enumerate(stream):
+        assert len(taken) <= k + 2 and batch == taken[k] and all(t is not None for t, _ in decoded)
+        seen += len(batch)
+    assert seen == 18 and len(taken) == 9
+
+
+def test_automatic_worker_count_and_a_dead_worker_is_a_clear_error(tmp_path, encoder):
+    from ml_core.images.tokens import decode_workers
+
+    assert decode_workers(TokenWriterConfig(batch_size=64), 64) == 0  # one batch: nothing to overlap
+    assert 1 <= decode_workers(TokenWriterConfig(batch_size=64), 65) <= 8
+    assert decode_workers(TokenWriterConfig(num_workers=3), 10) == 3
+    with pytest.raises(ValueError, match="decode_in"):
+        TokenWriterConfig(decode_in="gpu")
+
+    index = scan_image_folder(make_folder(tmp_path / "ds", {"a": 4, "b": 4}))
+
+    parent = os.getpid()
+
+    class CrashingEncoder:
+        """Its preprocessing kills a worker process: as a decoder crash on a malicious file would."""
+
+        feature_dim, encode = encoder.feature_dim, encoder.encode
+        describe, fingerprint = encoder.describe, encoder.fingerprint
+
+        @staticmethod
+        def preprocess(image):
+            if os.getpid() != parent:
+                os._exit(3)
+            return encoder.preprocess(image)
+
+    config = TokenWriterConfig(batch_size=2, num_workers=1, decode_in="process")
+    with pytest.raises(DatasetTokensError, match=r"decoding worker process died.*num_workers=0"):
+        write_dataset_tokens(index, CrashingEncoder(), UPath(tmp_path / "tok"), config)
 
 
 def test_unreadable_files_are_skipped_listed_and_masked(tmp_path, encoder):

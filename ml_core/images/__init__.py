@@ -32,6 +32,7 @@ from ml_core.images.folders import (
     size_problem,
 )
 from ml_core.images.tokens import (
+    EXECUTION_FIELDS,
     SOURCE_SAMPLE_TOKENS,
     TOKENS_FORMAT,
     DatasetTokens,
@@ -47,6 +48,7 @@ from ml_core.images.tokens import (
 )
 
 __all__ = [
+    "EXECUTION_FIELDS",
     "EFFICIENTNET_NOTE",
     "ENCODER_KINDS",
     "IMAGE_EXTENSIONS",
