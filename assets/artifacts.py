@@ -387,6 +387,20 @@ def current_artifact(store: ArtifactStore, asset: str, partition: str | None) ->
     return None if ref is None else Artifact(ref, store)
 
 
+def partition_artifacts(store: ArtifactStore, asset: str, keys: Sequence[str]) -> tuple[dict[str, Artifact], list[str]]:
+    """``({partition: Artifact}, missing)`` over ``keys``: what an ``all_partitions`` input receives (the
+    IO manager, and :mod:`pipelines.plan` which must see the same), and the keys not materialized yet."""
+    found: dict[str, Artifact] = {}
+    missing: list[str] = []
+    for key in keys:
+        artifact = current_artifact(store, asset, key)
+        if artifact is None:
+            missing.append(key)
+        else:
+            found[key] = artifact
+    return found, missing
+
+
 def current_artifacts(store: ArtifactStore, asset: str) -> dict[str, Artifact]:
     """Every materialized partition of a partitioned asset: ``{partition: Artifact}``."""
     folder = store.root_path / "_refs" / asset
@@ -427,14 +441,7 @@ class ArtifactRefIOManager(ConfigurableIOManager):
         asset = self._asset_name(context)
         metadata = context.definition_metadata or {}
         if metadata.get("all_partitions"):
-            refs: dict[str, Artifact] = {}
-            missing = []
-            for key in sorted(context.asset_partition_keys):
-                ref = self._load_one(asset, key)
-                if ref is None:
-                    missing.append(key)
-                else:
-                    refs[key] = ref
+            refs, missing = partition_artifacts(self.store, asset, sorted(context.asset_partition_keys))
             if missing:
                 context.log.warning(f"{asset}: {len(missing)} partition(s) not materialized yet, left out: {missing[:20]}")
             return refs

@@ -38,7 +38,7 @@ from typing import Any
 from dagster import AssetKey, AssetRecordsFilter, AssetsDefinition, DagsterInstance, build_asset_context
 
 from assets import ALL_ASSETS
-from assets.artifacts import Planned, current_artifact, current_ref, planning
+from assets.artifacts import Planned, current_artifact, current_ref, partition_artifacts, planning
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +87,22 @@ def _config_class(assets_def: AssetsDefinition) -> type | None:
     return hints.get("config") if "config" in inspect.signature(fn).parameters else None
 
 
+def reads_all_partitions(assets_def: AssetsDefinition, input_name: str) -> bool:
+    """Whether the input receives every upstream partition (:func:`assets.artifacts.all_partitions`)."""
+    return bool((assets_def.op.ins[input_name].metadata or {}).get("all_partitions"))
+
+
+def single_inputs(assets_def: AssetsDefinition, partition: str | None) -> dict[str, tuple[str, str | None]]:
+    """``{input name: (upstream asset, upstream partition)}`` of the inputs a partition reads alone: the
+    same partition of a partitioned upstream asset, or an unpartitioned one."""
+    out = {}
+    for name, upstream_key in assets_def.keys_by_input_name.items():
+        if not reads_all_partitions(assets_def, name):
+            upstream = upstream_key.path[-1]
+            out[name] = (upstream, partition if DIMENSIONS[upstream] is not None else None)
+    return out
+
+
 def _inputs(
     assets_def: AssetsDefinition, partition: str | None, registered: Mapping[str, Sequence[str]], store: Any
 ) -> dict[str, Any]:
@@ -96,17 +112,14 @@ def _inputs(
     FileNotFoundError for a missing single input."""
     values: dict[str, Any] = {}
     for name, upstream_key in assets_def.keys_by_input_name.items():
-        upstream = upstream_key.path[-1]
-        dimension = DIMENSIONS[upstream]
-        if (assets_def.op.ins[name].metadata or {}).get("all_partitions"):
-            artifacts = {key: current_artifact(store, upstream, key) for key in registered[dimension]}
-            values[name] = {key: artifact for key, artifact in artifacts.items() if artifact is not None}
-        else:
-            upstream_partition = partition if dimension is not None else None
-            artifact = current_artifact(store, upstream, upstream_partition)
-            if artifact is None:
-                raise FileNotFoundError(f"{upstream}[{upstream_partition or '-'}] is not materialized")
-            values[name] = artifact
+        if reads_all_partitions(assets_def, name):
+            upstream = upstream_key.path[-1]
+            values[name], _ = partition_artifacts(store, upstream, registered[DIMENSIONS[upstream]])
+    for name, (upstream, upstream_partition) in single_inputs(assets_def, partition).items():
+        artifact = current_artifact(store, upstream, upstream_partition)
+        if artifact is None:
+            raise FileNotFoundError(f"{upstream}[{upstream_partition or '-'}] is not materialized")
+        values[name] = artifact
     return values
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ from dagster import DagsterInstance, materialize
 from assets import ALL_ASSETS
 from assets.partitions import DATASETS, MODELS
 from pipelines.definitions import default_resources
-from pipelines.plan import PartitionPlan, plan_stage
+from pipelines.plan import PartitionPlan, plan_stage, single_inputs
 from pipelines.registration import register_partitions
 
 logger = logging.getLogger(__name__)
@@ -103,9 +104,7 @@ def _log_plan(asset: str, plans: Sequence[PartitionPlan], seconds: float) -> Non
     if not to_run:
         logger.info("%s: %d partition(s) fresh, nothing to do (planned in %.2f s)", asset, len(plans), seconds)
         return
-    reasons: dict[str, int] = {}
-    for p in to_run:
-        reasons[p.reason] = reasons.get(p.reason, 0) + 1
+    reasons = Counter(p.reason for p in to_run)
     logger.info("%s: %d of %d partition(s) to run (%s; planned in %.2f s)", asset, len(to_run), len(plans),
                 "; ".join(f"{n} {why}" for why, n in reasons.items()), seconds)
 
@@ -197,14 +196,10 @@ def materialize_all(
 
 
 def _failed_input(assets_def: Any, partition: str | None, failures: Sequence[PartitionFailure]) -> str | None:
-    """The failed partition this partition reads on its own (the same partition of an upstream asset,
-    or an unpartitioned upstream asset), if any; a failed partition among many read together is only
-    left out of them."""
+    """The failed partition this partition reads on its own (:func:`pipelines.plan.single_inputs`), if
+    any; a failed partition among many read together is only left out of them."""
     failed = {(f.asset, f.partition) for f in failures}
-    for name, upstream in assets_def.keys_by_input_name.items():
-        if (assets_def.op.ins[name].metadata or {}).get("all_partitions"):
-            continue
-        for candidate in ((upstream.path[-1], partition), (upstream.path[-1], None)):
-            if candidate in failed:
-                return f"{candidate[0]}[{candidate[1] or '-'}]"
+    for upstream, upstream_partition in single_inputs(assets_def, partition).values():
+        if (upstream, upstream_partition) in failed:
+            return f"{upstream}[{upstream_partition or '-'}]"
     return None

@@ -29,6 +29,7 @@ from dagster import (
     sensor,
 )
 
+from assets.model_parameters import model_parameters  # the asset whose cache key decides a replaced file
 from assets.partitions import DATASETS, MODELS, datasets_partitions, models_partitions
 from pipelines.automation_settings import sensor_status
 from pipelines.folder_watch import FolderChanges, diff_folder, file_fingerprint
@@ -67,8 +68,6 @@ def _unchanged_content(context: SensorEvaluationContext, keys: list[str], zoo: M
                        store: ArtifactStore) -> list[str]:
     """The replaced checkpoints whose ``model_parameters`` the plan finds fresh (same bytes, same
     settings), planned until :data:`PLAN_BUDGET_SECONDS` are spent."""
-    from assets.model_parameters import model_parameters  # the asset whose cache key decides
-
     start, fresh = time.perf_counter(), []
     for key in keys:
         if time.perf_counter() - start > PLAN_BUDGET_SECONDS:
