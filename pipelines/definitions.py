@@ -4,6 +4,7 @@ from dagster import Definitions
 
 from assets import ALL_ASSETS
 from assets.artifacts import ArtifactRefIOManager
+from pipelines.executors import executor_for
 from pipelines.jobs import ALL_JOBS
 from pipelines.schedules import ALL_SCHEDULES
 from pipelines.sensors import ALL_SENSORS
@@ -13,6 +14,7 @@ from resources.dataset_catalog import DatasetCatalog
 from resources.image_encoder import ImageEncoderResource
 from resources.model_zoo import ModelZoo
 from resources.performance_table import PerformanceTableResource
+from resources.settings import executor_kind
 from worlds import World
 
 
@@ -50,13 +52,15 @@ def world_resources(world: World, store: ArtifactStore | None = None) -> dict[st
 
 
 def build_definitions(resources: dict[str, object] | None = None) -> Definitions:
-    """The whole code location; ``resources`` defaults to the environment's settings."""
+    """The whole code location; ``resources`` defaults to the environment's settings, the jobs'
+    executor to ``MODELREC_EXECUTOR`` (``pipelines/executors.py``)."""
     return Definitions(
         assets=ALL_ASSETS,
         jobs=ALL_JOBS,
         sensors=ALL_SENSORS,
         schedules=ALL_SCHEDULES,
         resources=resources or default_resources(),
+        executor=executor_for(executor_kind()),
     )
 
 

@@ -20,6 +20,7 @@ The defaults point at the built-in demo world that ``make demo`` builds in ``.wo
 | ``MODELREC_DEVICE`` | ``cpu`` | torch device for the heavy steps |
 | ``MODELREC_ALLOW_DOWNLOAD`` | off | let open_clip download a tag's weights (never with ``HF_HUB_OFFLINE`` or ``MODELREC_OFFLINE``) |
 | ``MODELREC_AUTOMATION`` | ``on`` | sensors, the schedule and declarative automation start RUNNING (``off``: STOPPED) |
+| ``MODELREC_EXECUTOR`` | (none: Dagster's default) | the executor of the graph's jobs: ``in_process``, ``multiprocess``, ``k8s`` (``pipelines/executors.py``) |
 
 This is the only module that reads the environment for a setting (tqdm reads its own ``TQDM_DISABLE``).
 """
@@ -114,3 +115,8 @@ def downloads_allowed() -> bool:
 def automation_enabled() -> bool:
     """``MODELREC_AUTOMATION``: on unless ``off`` / ``0`` / ``false`` / ``no``."""
     return os.environ.get("MODELREC_AUTOMATION", "on").strip().lower() not in ("off", "0", "false", "no")
+
+
+def executor_kind() -> str:
+    """``MODELREC_EXECUTOR``: which executor runs the graph's jobs' steps ("" = Dagster's default)."""
+    return os.environ.get("MODELREC_EXECUTOR", "").strip().lower()
