@@ -10,6 +10,7 @@ table. The database is created fresh (``modelrec_rehearsal_<time>_<pid>``) and d
 
     .venv/bin/python -m benchmarks.rehearsal                 # 10,000 models, 1,000 new, 1,000 datasets
     .venv/bin/python -m benchmarks.rehearsal --models 200 --new-models 20 --datasets 20 --run-partitions 20
+    .venv/bin/python -m benchmarks.rehearsal --s3-models 1000   # + the staleness query against S3 (moto)
 
 ``--dsn`` (or ``MODELREC_REHEARSAL_DSN``): a libpq URL without a database, default
 ``postgresql://postgres@127.0.0.1:5432``; a password comes from ``PGPASSWORD`` (libpq), never the URL.
@@ -18,11 +19,17 @@ table. The database is created fresh (``modelrec_rehearsal_<time>_<pid>``) and d
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +55,8 @@ from tqdm import tqdm
 from ml_core.artifacts.storage import write_json, write_manifest
 from pipelines.registration import register_partitions
 from pipelines.schedules import reembed_stale_models
+from pipelines.staleness import READ_THREADS, stale_model_embeddings
+from pipelines.sensor_cursor import previous_fingerprints
 from pipelines.sensors import model_zoo_sensor
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
@@ -189,6 +198,79 @@ with warnings.catch_warnings():  # backfill_policy is a beta parameter: its warn
     rehearsal_cheap_partitions = _cheap_asset()
 
 
+# --- the staleness query on S3 (moto's server on loopback) ------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def moto_s3() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 (its own process group, stopped by its PID); yields its URL while
+    the ``AWS_*`` variables of this process point at it (stand-in credentials), restored afterwards."""
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("moto's S3 server did not start")
+            time.sleep(0.2)
+        url = f"http://127.0.0.1:{port}"
+        standin = {"AWS_ACCESS_KEY_ID": "standin", "AWS_SECRET_ACCESS_KEY": "standin",
+                   "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": url}
+        saved = {name: os.environ.get(name) for name in standin}
+        os.environ.update(standin)
+        try:
+            yield url
+        finally:  # the variables as they were: nothing else in this process talks to the stand-in server
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def upload_folder(folder: Path, bucket: str, prefix: str) -> None:
+    """Every file under ``folder`` to ``s3://bucket/prefix/...`` (boto3, a few threads)."""
+    import boto3
+
+    client = boto3.client("s3")
+    client.create_bucket(Bucket=bucket)
+    files = [f for f in folder.rglob("*") if f.is_file()]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda f: client.put_object(Bucket=bucket, Key=f"{prefix}/{f.relative_to(folder).as_posix()}",
+                                                  Body=f.read_bytes()), files))
+
+
+def rehearse_s3_staleness(work: Path, models: int, total_models: int) -> Rehearsal:
+    """The staleness query over ``models`` stand-in models in S3, one thread against the pool."""
+    r = Rehearsal()
+    keys = [f"standin_model_{i:06d}" for i in range(models)]
+    local = ArtifactStore(root=str(work / "s3-seed"))
+    expected = seed_standin_store(local, keys)
+    limit_s = TICK_LIMIT_S * models / total_models
+    limit = f"{limit_s:.1f} s (60 s scaled to {models:,} of {total_models:,})"
+    with moto_s3():
+        upload_folder(Path(local.root), "rehearsal", "artifacts")
+        store = ArtifactStore(root="s3://rehearsal/artifacts")
+        for threads in (1, READ_THREADS):
+            with r.timed(f"staleness of {models:,} models on S3 (moto, loopback), {threads} thread(s)",
+                         limit_s, limit) as t:
+                t.count = len(stale_model_embeddings(store, keys, threads=threads))
+    r.facts["s3_seeded_stale"] = expected
+    return r
+
+
 # --- the rehearsal -----------------------------------------------------------------------------
 
 
@@ -230,6 +312,9 @@ def rehearse(instance: DagsterInstance, work: Path, *, models: int, new_models: 
         t.count = models
     r.facts["steady_tick_run_requests"] = len(steady.run_requests or [])
     r.facts["cursor_bytes"] = len(steady.cursor or "")
+    recorded = previous_fingerprints(instance, "model_zoo_sensor", steady.cursor, {})  # from the key-value store
+    r.facts["recorded_files"] = len(recorded or {})
+    r.facts["fingerprints_bytes"] = len(json.dumps(recorded, separators=(",", ":")))  # the cursor before fp1
 
     make_standin_zoo(zoo_dir, models, new_models)
     with r.timed(f"zoo sensor, tick with {new_models:,} new models", TICK_LIMIT_S, tick) as t:
@@ -289,7 +374,9 @@ def format_table(rows: list[Row]) -> str:
 @click.option("--new-models", default=1_000, show_default=True, help="arriving in one sensor tick")
 @click.option("--datasets", default=1_000, show_default=True)
 @click.option("--run-partitions", default=1_000, show_default=True, help="partitions in the one ranged run")
-def main(dsn: str, models: int, new_models: int, datasets: int, run_partitions: int) -> None:
+@click.option("--s3-models", default=0, show_default=True,
+              help="also time the staleness query over this many models in S3 (moto's server on loopback)")
+def main(dsn: str, models: int, new_models: int, datasets: int, run_partitions: int, s3_models: int) -> None:
     with fresh_database(dsn) as database, tempfile.TemporaryDirectory(prefix="modelrec-rehearsal-") as tmp:
         instance = postgres_instance(Path(tmp) / "dagster_home", database)
         try:
@@ -297,11 +384,16 @@ def main(dsn: str, models: int, new_models: int, datasets: int, run_partitions: 
                               run_partitions=run_partitions, progress=lambda s: click.echo(f"... {s}", err=True))
         finally:
             instance.dispose()
+        if s3_models:
+            click.echo("... the staleness query on S3", err=True)
+            s3 = rehearse_s3_staleness(Path(tmp), s3_models, models + new_models)
+            result.rows += s3.rows
     click.echo(f"PostgreSQL instance (a fresh database), STAND-IN files and artifacts, this machine; "
                f"{models:,} models + {new_models:,} new, {datasets:,} datasets")
     click.echo(format_table(result.rows))
     facts = result.facts
-    click.echo(f"sensor cursor: {facts['cursor_bytes']:,} bytes at {models:,} files; "
+    click.echo(f"sensor cursor: {facts['cursor_bytes']:,} bytes at {models:,} files (their fingerprints, "
+               f"{facts['fingerprints_bytes']:,} bytes, in the instance's key-value store, written on change); "
                f"the new-models tick requested {facts['new_model_run_requests']:,} runs; "
                f"a single-partition run costs {facts['seconds_per_single_partition_run']:.2f} s here")
 

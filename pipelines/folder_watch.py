@@ -1,6 +1,5 @@
 """What changed in a watched folder since the last sensor tick (pure, cheap: stat only)."""
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,28 +19,27 @@ def file_fingerprint(path: Path) -> Fingerprint:
 
 @dataclass(frozen=True)
 class FolderChanges:
-    """Keys to add (``new``), to re-run (``changed``), to drop (``removed``), and the next cursor."""
+    """Keys to add (``new``), to re-run (``changed``), to drop (``removed``)."""
 
     new: list[str]
     changed: list[str]
     removed: list[str]
-    cursor: str
 
 
 def diff_folder(
-    current: Mapping[str, Fingerprint], previous_cursor: str | None, registered: set[str]
+    current: Mapping[str, Fingerprint], previous: Mapping[str, Fingerprint] | None, registered: set[str]
 ) -> FolderChanges:
-    """Compare the folder's entries with the last tick's cursor and the registered partitions.
+    """Compare the folder's entries with the last tick's (``previous``, :mod:`pipelines.sensor_cursor`)
+    and the registered partitions.
 
     * ``new``: in the folder, not a partition yet;
     * ``changed``: a partition whose fingerprint differs from the last tick's (replaced or
       touched file; the asset's content-hash cache turns a touch without change into a no-op);
     * ``removed``: a partition whose entry is gone from the folder.
 
-    On the first tick (no cursor) already registered entries are only recorded: they are not
+    On the first tick (``previous`` None) already registered entries are only recorded: they are not
     re-run (the re-embedding schedule takes care of missing or stale ones).
     """
-    previous: dict[str, Fingerprint] | None = json.loads(previous_cursor) if previous_cursor else None
     new = sorted(k for k in current if k not in registered)
     changed = (
         []
@@ -49,4 +47,4 @@ def diff_folder(
         else sorted(k for k in current if k in registered and k in previous and list(previous[k]) != list(current[k]))
     )
     removed = sorted(k for k in registered if k not in current)
-    return FolderChanges(new, changed, removed, json.dumps(dict(current), sort_keys=True, separators=(",", ":")))
+    return FolderChanges(new, changed, removed)

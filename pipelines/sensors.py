@@ -10,7 +10,8 @@
 * ``recommendations_automation`` evaluates ``model_recommendations``' automation condition:
   the recommendations refresh once new embeddings, tokens or a new ranker have landed.
 
-A tick only lists the folder and ``stat``s each file, so it stays far inside Dagster's sensor time
+A tick only lists the folder and ``stat``s each file (the files' fingerprints are kept in the
+instance's key-value store, the cursor is their digest: :mod:`pipelines.sensor_cursor`), so it stays far inside Dagster's sensor time
 limit for thousands of files. Only a checkpoint whose size or mtime changed is hashed, to ask the
 runner's plan (:mod:`pipelines.plan`) whether its ``model_parameters`` would change: a touched or
 byte-identical copy gets no run (within a time budget per tick; past it, a run is requested, which is
@@ -35,6 +36,7 @@ from pipelines.automation_settings import sensor_status
 from pipelines.folder_watch import FolderChanges, diff_folder, file_fingerprint
 from pipelines.jobs import dataset_tokens_job, embed_models_job, flatten_models_job
 from pipelines.plan import plan_stage
+from pipelines.sensor_cursor import previous_fingerprints, record_fingerprints
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
 from resources.model_zoo import ModelZoo
@@ -87,7 +89,8 @@ def _unchanged_content(context: SensorEvaluationContext, keys: list[str], zoo: M
 )
 def model_zoo_sensor(context: SensorEvaluationContext, zoo: ModelZoo, store: ArtifactStore) -> SensorResult:
     current = {e.key: [*file_fingerprint(e.path), e.architecture or ""] for e in zoo.entries()}
-    changes = diff_folder(current, context.cursor, set(context.instance.get_dynamic_partitions(MODELS)))
+    previous = previous_fingerprints(context.instance, "model_zoo_sensor", context.cursor, current)
+    changes = diff_folder(current, previous, set(context.instance.get_dynamic_partitions(MODELS)))
     has_autoencoder = context.instance.get_latest_materialization_event(AssetKey("autoencoder")) is not None
     job = embed_models_job if has_autoencoder else flatten_models_job
     unchanged = _unchanged_content(context, changes.changed, zoo, store)
@@ -108,7 +111,7 @@ def model_zoo_sensor(context: SensorEvaluationContext, zoo: ModelZoo, store: Art
     return SensorResult(
         run_requests=runs,
         dynamic_partitions_requests=_partition_requests(models_partitions, changes),
-        cursor=changes.cursor,
+        cursor=record_fingerprints(context.instance, "model_zoo_sensor", context.cursor, current),
     )
 
 
@@ -120,14 +123,15 @@ def model_zoo_sensor(context: SensorEvaluationContext, zoo: ModelZoo, store: Art
 )
 def dataset_catalog_sensor(context: SensorEvaluationContext, catalog: DatasetCatalog) -> SensorResult:
     current = {e.key: [e.name] for e in catalog.entries()}
-    changes = diff_folder(current, context.cursor, set(context.instance.get_dynamic_partitions(DATASETS)))
+    previous = previous_fingerprints(context.instance, "dataset_catalog_sensor", context.cursor, current)
+    changes = diff_folder(current, previous, set(context.instance.get_dynamic_partitions(DATASETS)))
     runs = [RunRequest(partition_key=key, run_key=f"tokens:{key}") for key in changes.new]
     if changes.new or changes.removed:
         context.log.info(f"datasets: {_describe(changes)}")
     return SensorResult(
         run_requests=runs,
         dynamic_partitions_requests=_partition_requests(datasets_partitions, changes),
-        cursor=changes.cursor,
+        cursor=record_fingerprints(context.instance, "dataset_catalog_sensor", context.cursor, current),
     )
 
 

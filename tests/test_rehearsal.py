@@ -6,6 +6,8 @@ does not, these tests FAIL (a missing service is an error here, never a skip).
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from benchmarks import rehearsal
@@ -48,6 +50,11 @@ def test_ticks_on_unchanged_files_request_nothing(result):
     assert result.facts["steady_tick_run_requests"] == 0
 
 
+def test_the_cursor_is_a_digest_and_the_fingerprints_are_in_postgres(result):
+    assert result.facts["recorded_files"] == MODELS
+    assert result.facts["cursor_bytes"] < 64 and result.facts["cursor_bytes"] * 100 < result.facts["fingerprints_bytes"]
+
+
 def test_every_operation_is_inside_its_limit(result):
     failed = [r.operation for r in result.rows if not r.passed]
     assert not failed, rehearsal.format_table(result.rows)
@@ -71,3 +78,12 @@ def test_the_database_is_dropped_afterwards():
             assert cursor.fetchone()[0] == 0
     finally:
         connection.close()
+
+
+@pytest.mark.slow  # starts moto's S3 server as a subprocess
+def test_the_staleness_query_on_s3_finds_the_same_models_with_one_thread_or_many(tmp_path):
+    before = {name: os.environ.get(name) for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID")}
+    s3 = rehearsal.rehearse_s3_staleness(tmp_path, models=30, total_models=300)
+    counts = [row.count for row in s3.rows]
+    assert len(counts) == 2 and counts[0] == counts[1] == s3.facts["s3_seeded_stale"] == 30 // rehearsal.STALE_EVERY
+    assert {name: os.environ.get(name) for name in before} == before  # the stand-in variables are gone
