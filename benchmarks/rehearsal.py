@@ -29,8 +29,9 @@ import sys
 import tempfile
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,13 +49,14 @@ from dagster import (
     asset,
     build_schedule_context,
     build_sensor_context,
+    instance_for_test,
     materialize,
 )
 from tqdm import tqdm
 
 from ml_core.artifacts.storage import write_json, write_manifest
 from pipelines.registration import register_partitions
-from pipelines.schedules import reembed_stale_models
+from pipelines.schedules import RESUME_KEY, SWEEP_BUDGET_SECONDS, reembed_stale_models
 from pipelines.staleness import READ_THREADS, stale_model_embeddings
 from pipelines.sensor_cursor import previous_fingerprints
 from pipelines.sensors import model_zoo_sensor
@@ -267,6 +269,13 @@ def rehearse_s3_staleness(work: Path, models: int, total_models: int) -> Rehears
             with r.timed(f"staleness of {models:,} models on S3 (moto, loopback), {threads} thread(s)",
                          limit_s, limit) as t:
                 t.count = len(stale_model_embeddings(store, keys, threads=threads))
+        with instance_for_test() as instance:  # the schedule's resume position lives in an instance
+            instance.add_dynamic_partitions(MODELS, keys)
+            with r.timed(f"re-embedding schedule tick on S3 (sweep budget {SWEEP_BUDGET_SECONDS:.0f} s), "
+                         f"{models:,} models: models checked", TICK_LIMIT_S, f"{TICK_LIMIT_S:.0f} s (schedule tick)") as t:
+                reembed_stale_models(build_schedule_context(instance=instance, resources={"store": store}))
+                resume = instance.run_storage.get_cursor_values({RESUME_KEY}).get(RESUME_KEY)
+                t.count = bisect_left(keys, resume) if resume else models
     r.facts["s3_seeded_stale"] = expected
     return r
 

@@ -7,9 +7,13 @@ hashes recorded in the embedding's manifest, so it is exact and needs no Dagster
 It reads three small objects per model (two ``_refs`` pointers and a manifest). On an object store each
 read is a request (about 19 ms each against moto's S3 server on loopback: 33,000 reads for 11,000 models
 would be 10 minutes, past the schedule's 60 s), so the models are checked by a pool of threads: the
-reads wait on the network, not on the CPU (``benchmarks/rehearsal.py --s3-models``).
+reads wait on the network, not on the CPU (``benchmarks/rehearsal.py --s3-models``). Threads are not
+enough against moto (1.7x: 24 s per 1,000 models), so :func:`sweep_stale_models` checks the models in
+batches until a time budget is spent and says where the next sweep resumes.
 """
 
+import bisect
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -55,3 +59,29 @@ def stale_model_embeddings(store: ArtifactStore, model_keys: Iterable[str],
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         reasons = list(pool.map(lambda key: _staleness(store, key, autoencoder.content_hash), keys))
     return [StaleModel(key, reason, autoencoder.content_hash) for key, reason in zip(keys, reasons) if reason]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What one budgeted sweep found: the stale models among ``checked`` ones, and where the next resumes."""
+
+    stale: list[StaleModel]
+    checked: int
+    resume_at: str | None  # the first key not checked (None: the sweep reached the last key)
+
+
+def sweep_stale_models(store: ArtifactStore, model_keys: Iterable[str], start: str | None, budget_s: float,
+                       batch: int = 256, threads: int = READ_THREADS) -> Sweep:
+    """:func:`stale_model_embeddings` over the sorted keys from ``start`` on, one batch at a time,
+    until ``budget_s`` is spent (at least one batch is checked)."""
+    keys = sorted(model_keys)
+    position = bisect.bisect_left(keys, start) if start else 0
+    began, stale, checked = time.perf_counter(), [], 0
+    while position < len(keys):
+        if checked and time.perf_counter() - began > budget_s:
+            return Sweep(stale, checked, keys[position])
+        chunk = keys[position:position + batch]
+        stale += stale_model_embeddings(store, chunk, threads=threads)
+        checked += len(chunk)
+        position += len(chunk)
+    return Sweep(stale, checked, None)
