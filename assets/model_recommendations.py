@@ -46,12 +46,21 @@ CODE_VERSION = "6"  # 6: a budget of forward passes (config forward_passes)
 RecommendationAssetConfig = dagster_config(RecommendationConfig(), "RecommendationAssetConfig")
 
 
+def refresh_when_inputs_change(ignore_missing: AssetSelection) -> AutomationCondition:
+    """Eager, but an upstream materialization counts only when its data version changed: a cache hit
+    (same content, same data version) requests nothing downstream. Missing partitions of
+    ``ignore_missing`` do not block the rest (e.g. a model whose embedding failed on a broken checkpoint)."""
+    changed = AutomationCondition.any_deps_match(
+        AutomationCondition.data_version_changed() | AutomationCondition.will_be_requested()
+    ).with_label("any_deps_data_changed")
+    return AutomationCondition.eager().replace("any_deps_updated", changed).replace(
+        "any_deps_missing", AutomationCondition.any_deps_missing().ignore(ignore_missing)
+    )
+
+
 # Refresh when embeddings, tokens or the ranker change (eager), but do not wait for every model
 # partition: a model whose embedding is missing (e.g. a broken checkpoint) must not block the rest.
-REFRESH_WHEN_INPUTS_CHANGE = AutomationCondition.eager().replace(
-    "any_deps_missing",
-    AutomationCondition.any_deps_missing().ignore(AssetSelection.assets("model_embeddings", "model_source_tokens")),
-)
+REFRESH_WHEN_INPUTS_CHANGE = refresh_when_inputs_change(AssetSelection.assets("model_embeddings", "model_source_tokens"))
 
 
 @asset(
