@@ -1,4 +1,4 @@
-"""The re-embedding schedule: every hour, re-embed the model partitions that are stale or missing."""
+"""The re-embedding schedule: every hour (``MODELREC_REEMBED_CRON``), re-embed the model partitions that are stale or missing."""
 
 from dagster import RunRequest, ScheduleEvaluationContext, SkipReason, schedule
 
@@ -7,11 +7,12 @@ from pipelines.automation_settings import schedule_status
 from pipelines.jobs import embed_models_job
 from pipelines.staleness import stale_model_embeddings
 from resources.artifact_store import ArtifactStore
+from resources.settings import reembed_cron
 
 
 @schedule(
     job=embed_models_job,
-    cron_schedule="15 * * * *",
+    cron_schedule=reembed_cron(),
     default_status=schedule_status(),
     description="Re-embed only the model partitions whose embedding is missing or stale "
     "(autoencoder retrained, checkpoint replaced).",

@@ -114,3 +114,8 @@ def downloads_allowed() -> bool:
 def automation_enabled() -> bool:
     """``MODELREC_AUTOMATION``: on unless ``off`` / ``0`` / ``false`` / ``no``."""
     return os.environ.get("MODELREC_AUTOMATION", "on").strip().lower() not in ("off", "0", "false", "no")
+
+
+def reembed_cron() -> str:
+    """``MODELREC_REEMBED_CRON``: when the re-embedding schedule ticks (default ``15 * * * *``, hourly)."""
+    return setting("MODELREC_REEMBED_CRON", "15 * * * *") or "15 * * * *"
