@@ -63,6 +63,13 @@ def refresh_when_inputs_change(ignore_missing: AssetSelection) -> AutomationCond
 REFRESH_WHEN_INPUTS_CHANGE = refresh_when_inputs_change(AssetSelection.assets("model_embeddings", "model_source_tokens"))
 
 
+def ranking_markdown(table: pd.DataFrame, shown: int) -> str:
+    """The first ``shown`` rows of a ranking, numbers to 3 decimals, under a line saying how many it shows."""
+    n = len(table)
+    where = "" if shown >= n else " (all of them: metadata `full_ranking`, or the parquet file at `path`)"
+    return f"{min(shown, n)} of {n} models{where}\n\n" + table.head(shown).round(3).to_markdown(index=False)
+
+
 @asset(
     partitions_def=datasets_partitions,
     code_version=CODE_VERSION,
@@ -148,8 +155,10 @@ def model_recommendations(
         "ranking": s.get("ranking", "ranker"),
         "forward_passes": s.get("forward_passes", 0),
         "measured_models": MetadataValue.json(s.get("measured", {})),
-        "recommendations": MetadataValue.md(table.head(config.top_k_shown).round(4).to_markdown(index=False)),
+        "recommendations": MetadataValue.md(ranking_markdown(table, config.top_k_shown)),
     }
+    if len(table) > config.top_k_shown:  # the whole ranking, one click away
+        metadata["full_ranking"] = MetadataValue.md(ranking_markdown(table, len(table)))
     for method in ("ranker", "budget", "prior"):  # budget: the ranking shown, when k models were measured
         if method in s:
             metadata[f"{method}_weighted_tau_truth"] = float(s[method]["weighted_tau_truth"])
