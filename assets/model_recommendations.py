@@ -161,8 +161,9 @@ def model_recommendations(
         metadata["full_ranking"] = MetadataValue.md(ranking_markdown(table, len(table)))
     for method in ("ranker", "budget", "prior"):  # budget: the ranking shown, when k models were measured
         if method in s:
-            metadata[f"{method}_weighted_tau_truth"] = float(s[method]["weighted_tau_truth"])
-            metadata[f"{method}_top1_regret"] = float(s[method]["top1_regret"])
+            metadata[f"{method}_weighted_tau_truth"] = round(float(s[method]["weighted_tau_truth"]), 3)
+            # the summary's regret is a fraction of accuracy; shown in accuracy points, as everywhere
+            metadata[f"{method}_top1_regret_points"] = round(100.0 * float(s[method]["top1_regret"]), 2)
     yield result.output(metadata)
     yield AssetCheckResult(
         check_name="every_model_ranked",
