@@ -31,7 +31,7 @@ $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME) && cp deploy/dagster.yaml $@
 
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml  ## Dagster UI + daemon (sensors, schedule on) on http://127.0.0.1:3000
-	$(BIN)/dagster dev -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT)
+	$(BIN)/python -m pipelines.ui -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT)
 
 validate: $(STAMP) $(DAGSTER_HOME)/dagster.yaml  ## check the Dagster definitions load
 	$(BIN)/dagster definitions validate -w workspace.yaml

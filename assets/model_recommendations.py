@@ -46,12 +46,28 @@ CODE_VERSION = "6"  # 6: a budget of forward passes (config forward_passes)
 RecommendationAssetConfig = dagster_config(RecommendationConfig(), "RecommendationAssetConfig")
 
 
+def refresh_when_inputs_change(ignore_missing: AssetSelection) -> AutomationCondition:
+    """Eager, but an upstream materialization counts only when its data version changed: a cache hit
+    (same content, same data version) requests nothing downstream. Missing partitions of
+    ``ignore_missing`` do not block the rest (e.g. a model whose embedding failed on a broken checkpoint)."""
+    changed = AutomationCondition.any_deps_match(
+        AutomationCondition.data_version_changed() | AutomationCondition.will_be_requested()
+    ).with_label("any_deps_data_changed")
+    return AutomationCondition.eager().replace("any_deps_updated", changed).replace(
+        "any_deps_missing", AutomationCondition.any_deps_missing().ignore(ignore_missing)
+    )
+
+
 # Refresh when embeddings, tokens or the ranker change (eager), but do not wait for every model
 # partition: a model whose embedding is missing (e.g. a broken checkpoint) must not block the rest.
-REFRESH_WHEN_INPUTS_CHANGE = AutomationCondition.eager().replace(
-    "any_deps_missing",
-    AutomationCondition.any_deps_missing().ignore(AssetSelection.assets("model_embeddings", "model_source_tokens")),
-)
+REFRESH_WHEN_INPUTS_CHANGE = refresh_when_inputs_change(AssetSelection.assets("model_embeddings", "model_source_tokens"))
+
+
+def ranking_markdown(table: pd.DataFrame, shown: int) -> str:
+    """The first ``shown`` rows of a ranking, numbers to 3 decimals, under a line saying how many it shows."""
+    n = len(table)
+    where = "" if shown >= n else " (all of them: metadata `full_ranking`, or the parquet file at `path`)"
+    return f"{min(shown, n)} of {n} models{where}\n\n" + table.head(shown).round(3).to_markdown(index=False)
 
 
 @asset(
@@ -139,12 +155,15 @@ def model_recommendations(
         "ranking": s.get("ranking", "ranker"),
         "forward_passes": s.get("forward_passes", 0),
         "measured_models": MetadataValue.json(s.get("measured", {})),
-        "recommendations": MetadataValue.md(table.head(config.top_k_shown).round(4).to_markdown(index=False)),
+        "recommendations": MetadataValue.md(ranking_markdown(table, config.top_k_shown)),
     }
+    if len(table) > config.top_k_shown:  # the whole ranking, one click away
+        metadata["full_ranking"] = MetadataValue.md(ranking_markdown(table, len(table)))
     for method in ("ranker", "budget", "prior"):  # budget: the ranking shown, when k models were measured
         if method in s:
-            metadata[f"{method}_weighted_tau_truth"] = float(s[method]["weighted_tau_truth"])
-            metadata[f"{method}_top1_regret"] = float(s[method]["top1_regret"])
+            metadata[f"{method}_weighted_tau_truth"] = round(float(s[method]["weighted_tau_truth"]), 3)
+            # the summary's regret is a fraction of accuracy; shown in accuracy points, as everywhere
+            metadata[f"{method}_top1_regret_points"] = round(100.0 * float(s[method]["top1_regret"]), 2)
     yield result.output(metadata)
     yield AssetCheckResult(
         check_name="every_model_ranked",

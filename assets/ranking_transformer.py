@@ -133,8 +133,11 @@ def ranking_transformer(
         for method, figures in methods.items():
             for figure in ("weighted_tau_truth", "top1_regret"):
                 value = figures.get(f"{figure}_mean")
-                if value is not None and not math.isnan(value):
-                    metadata[f"{split}_{method}_{figure}"] = float(value)
+                if value is not None and not math.isnan(value):  # regret: a fraction, shown in accuracy points
+                    if figure == "top1_regret":
+                        metadata[f"{split}_{method}_top1_regret_points"] = round(100.0 * float(value), 2)
+                    else:
+                        metadata[f"{split}_{method}_{figure}"] = round(float(value), 3)
     if "loss_curves.png" in s["files"]:
         metadata["loss_plot"] = png_markdown(result.ref.directory(store) / "loss_curves.png", "ranker loss")
     yield result.output(metadata)

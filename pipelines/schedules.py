@@ -1,4 +1,4 @@
-"""The re-embedding schedule: every hour, re-embed the model partitions that are stale or missing.
+"""The re-embedding schedule: every hour (``MODELREC_REEMBED_CRON``), re-embed the model partitions that are stale or missing.
 
 Dagster gives a schedule tick 60 s. Checking a model reads three objects of the artifact store, which
 on an object store takes tens of milliseconds each (``benchmarks/rehearsal.py --s3-models``), so one
@@ -13,6 +13,7 @@ from pipelines.automation_settings import schedule_status
 from pipelines.jobs import embed_models_job
 from pipelines.staleness import sweep_stale_models
 from resources.artifact_store import ArtifactStore
+from resources.settings import reembed_cron
 
 SWEEP_BUDGET_SECONDS = 40.0  # of Dagster's 60 s per schedule tick
 RESUME_KEY = "modelrec/reembed_stale_models/resume_at"  # in the instance's key-value store
@@ -20,7 +21,7 @@ RESUME_KEY = "modelrec/reembed_stale_models/resume_at"  # in the instance's key-
 
 @schedule(
     job=embed_models_job,
-    cron_schedule="15 * * * *",
+    cron_schedule=reembed_cron(),
     default_status=schedule_status(),
     description="Re-embed only the model partitions whose embedding is missing or stale "
     "(autoencoder retrained, checkpoint replaced).",

@@ -120,3 +120,8 @@ def automation_enabled() -> bool:
 def executor_kind() -> str:
     """``MODELREC_EXECUTOR``: which executor runs the graph's jobs' steps ("" = Dagster's default)."""
     return os.environ.get("MODELREC_EXECUTOR", "").strip().lower()
+
+
+def reembed_cron() -> str:
+    """``MODELREC_REEMBED_CRON``: when the re-embedding schedule ticks (default ``15 * * * *``, hourly)."""
+    return setting("MODELREC_REEMBED_CRON", "15 * * * *") or "15 * * * *"

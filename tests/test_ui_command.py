@@ -35,6 +35,19 @@ def _graphql(port: int, query: str) -> dict:
         return json.load(response)["data"]
 
 
+def wait_for_ui(port: int, process: subprocess.Popen, timeout: float = 120) -> None:
+    """Until the UI on ``port`` answers ``/server_info``; fails if ``process`` exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):
+                return
+        except OSError:
+            assert time.monotonic() < deadline, "dagster dev did not answer on /server_info"
+            assert process.poll() is None, "the UI command exited"
+            time.sleep(1)
+
+
 def _listening_addresses(port: int) -> set[str]:
     out = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout
     return {line.split()[3].rsplit(":", 1)[0] for line in out.splitlines() if line.split()[3].endswith(f":{port}")}
@@ -51,15 +64,7 @@ def test_make_ui_serves_on_localhost_with_automation_running(tmp_path, standin_w
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "dagster dev did not answer on /server_info"
-                assert ui.poll() is None, "make ui exited"
-                time.sleep(1)
+        wait_for_ui(port, ui)
         assert _listening_addresses(port) == {"127.0.0.1"}
         assert (home / "dagster.yaml").read_text() == (REPO / "deploy" / "dagster.yaml").read_text()
         selector = f'repositorySelector: {{repositoryLocationName: "{LOCATION}", repositoryName: "__repository__"}}'
