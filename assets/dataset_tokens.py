@@ -4,13 +4,13 @@ The encoder is the ``image_encoder`` resource's: an open_clip model (CLIP) when 
 else the demo's ImageNet EfficientNet-Lite0 (not CLIP); the metadata names which.
 """
 
-from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, BackfillPolicy, asset
+from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext
 from upath import UPath
 
 from assets.artifacts import materialize_asset
 from assets.configs import dagster_config
 from assets.loaders import TOKENS_DIR
-from assets.partitions import datasets_partitions
+from assets.partitions import asset_one_partition_per_run, datasets_partitions
 from ml_core.images import (
     EXECUTION_FIELDS,
     TokenWriterConfig,
@@ -38,12 +38,11 @@ def encoder_label(description: dict) -> str:
     return text
 
 
-@asset(
+@asset_one_partition_per_run(
     partitions_def=datasets_partitions,
     code_version=CODE_VERSION,
     group_name="datasets",
     kinds={"pytorch", "zarr"},
-    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=1),
     check_specs=[AssetCheckSpec("enough_valid_images", asset="dataset_tokens")],
     description="Image features from the image encoder (open_clip, or the demo's EfficientNet-Lite0), one image "
     "per class per row, sharded zarr v3.",

@@ -17,16 +17,14 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
     AssetExecutionContext,
-    BackfillPolicy,
     MetadataValue,
-    asset,
 )
 from upath import UPath
 
 from assets.artifacts import materialize_asset, materialize_cached
 from assets.configs import dagster_config
 from assets.loaders import CELL_FILE, TRANSFER_TABLE_FILE
-from assets.partitions import datasets_partitions
+from assets.partitions import asset_one_partition_per_run, datasets_partitions
 from ml_core.artifacts import stable_json, write_json
 from ml_core.ground_truth import (
     TRANSFER_CODE_VERSION,
@@ -53,12 +51,11 @@ TransferAssetConfig = dagster_config(
 )
 
 
-@asset(
+@asset_one_partition_per_run(
     partitions_def=datasets_partitions,
     code_version=CODE_VERSION,
     group_name="ground_truth",
     kinds={"pytorch", "json"},
-    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=1),
     check_specs=[AssetCheckSpec("every_model_measured", asset="transfer_performance")],
     description="Transfer accuracy of every zoo model on this dataset by a fixed fine-tuning protocol "
     "(cell-level cache); measured only when no performance table is configured.",

@@ -9,13 +9,13 @@ user would pay to rank the zoo this way.
 
 import hashlib
 
-from dagster import AssetExecutionContext, BackfillPolicy, MetadataValue, asset
+from dagster import AssetExecutionContext, MetadataValue
 from upath import UPath
 
 from assets.artifacts import materialize_asset
 from assets.configs import dagster_config
 from assets.loaders import SCORES_FILE
-from assets.partitions import datasets_partitions
+from assets.partitions import asset_one_partition_per_run, datasets_partitions
 from assets.transferability_cells import cached_cell, dataset_images
 from ml_core.artifacts import stable_json, write_json
 from ml_core.ground_truth import TransferabilityConfig, ZooCell, column_inputs, transferability_column, zoo_cells
@@ -28,12 +28,11 @@ CODE_VERSION = "4"  # 4: a 4-fold linear probe's accuracy beside LogME and H-sco
 TransferabilityAssetConfig = dagster_config(TransferabilityConfig(), "TransferabilityAssetConfig")
 
 
-@asset(
+@asset_one_partition_per_run(
     partitions_def=datasets_partitions,
     code_version=CODE_VERSION,
     group_name="evaluation",
     kinds={"pytorch", "json"},
-    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=1),
     description="LogME, H-score and a 4-fold linear probe of every zoo model on this dataset's training images "
     "(forward-pass baselines; the probe is the budgeted mode's measurement).",
 )

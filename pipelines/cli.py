@@ -1,13 +1,16 @@
-"""Command line: ``python -m pipelines.cli demo | run | register``.
+"""Command line: ``modelrec demo | run | register | ui | recommend | table`` (also ``python -m pipelines.cli``).
 
 ``demo`` builds a built-in world (cached; ``--scale reduced`` or ``standin`` for the small ones),
 materializes every asset of every partition on the persistent Dagster instance (``DAGSTER_HOME``,
 default ``.work/dagster_home``) and prints, for each held-out dataset, the recommended models next
-to the measured best.
+to the measured best. ``recommend PATH`` ranks the zoo for a folder of images from what the graph
+materialized (:mod:`pipelines.folder_recommendation`).
 """
 
+import json
 import logging
 import os
+import shutil
 import sys
 import time
 from collections import Counter
@@ -21,9 +24,10 @@ from dagster import DagsterInstance
 from assets.artifacts import Artifact, current_artifact
 from assets.partitions import DATASETS, MODELS
 from ml_core.evaluation import summary_markdown
-from ml_core.ground_truth import TransferError, table_spread
+from ml_core.ground_truth import TransferError, load_performance_table, table_spread
 from pipelines.definitions import default_resources, world_resources
-from pipelines.readers import materialized
+from pipelines.folder_recommendation import FolderRecommendation, recommend_folder
+from pipelines.readers import materialized, world_seed
 from pipelines.registration import register_partitions
 from pipelines.runner import MaterializationRecord, PartitionFailure, PartitionsFailed, materialize_all
 from resources.artifact_store import ArtifactStore
@@ -31,6 +35,7 @@ from resources.settings import work_dir, world_dir
 from worlds import SCALES, build_world
 
 logger = logging.getLogger("modelrec")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _instance() -> DagsterInstance:
@@ -41,7 +46,7 @@ def _instance() -> DagsterInstance:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():  # sqlite storage in DAGSTER_HOME, a run-concurrency limit
-        config.write_text((Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml").read_text())
+        config.write_text((ROOT / "deploy" / "dagster.yaml").read_text())
     return DagsterInstance.get()
 
 
@@ -296,12 +301,101 @@ def register() -> None:
     click.echo(f"models: {len(result.models)} ({len(result.added_models)} new); datasets: {len(result.datasets)} ({len(result.added_datasets)} new)")
 
 
+def ui_command(host: str, port: int) -> list[str]:
+    """``dagster dev`` on this project's workspace (webserver and daemon), as ``make ui`` runs it."""
+    dagster = Path(sys.executable).parent / "dagster"
+    executable = str(dagster) if dagster.exists() else shutil.which("dagster")
+    if executable is None:
+        raise click.ClickException(f"no `dagster` command beside {sys.executable} or on PATH: install the project")
+    return [executable, "dev", "-w", str(ROOT / "workspace.yaml"), "-h", host, "-p", str(port)]
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="address the UI binds to")
+@click.option("--port", default=3000, show_default=True, help="port of the UI")
+def ui(host: str, port: int) -> None:
+    """The Dagster UI and daemon (sensors, schedule) on the persistent instance, as ``make ui``."""
+    _instance()  # DAGSTER_HOME and its dagster.yaml
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    command = ui_command(host, port)
+    click.echo(f"Dagster UI on http://{host}:{port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']}); Ctrl-C stops it")
+    os.execv(command[0], command)  # the UI takes this process over: Ctrl-C and SIGTERM reach it directly
+
+
+def _recommend_resources(scale: str | None) -> dict:
+    """The environment's settings, or those of a built-in world ``make demo --scale`` built."""
+    if scale is None:
+        return default_resources()
+    root = world_dir(scale)
+    seed = world_seed(root)
+    if seed is None:
+        raise click.ClickException(f"{root}: no {scale} world here: run `modelrec demo --scale {scale}` first")
+    return world_resources(build_world(root, scale=scale, seed=seed), ArtifactStore())
+
+
+def print_folder_recommendation(result: FolderRecommendation, top: int) -> None:
+    """The ranked zoo, the two-stage shortlist marked with ``*``."""
+    table = result.table
+    layout = f"{len(result.classes)} classes" if result.labelled else "no labels"
+    what = f"catalog dataset {result.dataset}" if result.dataset else "a folder the graph has never seen"
+    click.echo(f"{result.path}: {result.n_images} images, {layout} ({what}); encoder {result.encoder}")
+    order = "ranked by LogME on the shortlist, then the ranker" if result.two_stage else "ranked by the trained ranker"
+    click.echo(f"{len(table)} models {order}, in {result.seconds['total']:.1f} s "
+               f"(encoding {result.seconds['encode']:.1f} s); * = two-stage shortlist "
+               f"({int(table['shortlist'].sum())} model(s){'' if result.two_stage else ': --two-stage runs LogME on them'})")
+    columns = [c for c in ("logme", "accuracy") if c in table and table[c].notna().any()]
+    score = "ranker_score" if result.two_stage else "score"  # the ranker's score; the order may be LogME's
+    click.echo(f"{'rank':>4s}   {'model':32s} {'ranker':>8s}" + "".join(f" {c:>9s}" for c in columns))
+    shown = table.head(top) if top > 0 else table
+    for row in shown.itertuples():
+        mark = "*" if row.shortlist else " "
+        extra = "".join(f" {getattr(row, c):9.4f}" if getattr(row, c) == getattr(row, c) else f" {'-':>9s}"
+                        for c in columns)
+        click.echo(f"{row.rank + 1:4d} {mark} {row.model:32s} {getattr(row, score):+8.3f}{extra}")
+    if len(shown) < len(table):
+        click.echo(f"showing {len(shown)} of {len(table)} models (--top 0 shows all)")
+    for model, problem in result.problems.items():
+        click.echo(f"  {model}: not scored by LogME ({problem})", err=True)
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--top", default=10, show_default=True, help="models shown (0: all)")
+@click.option("--two-stage", is_flag=True, help="with labels: LogME on the shortlist (a forward pass each), re-ranked")
+@click.option("--json", "as_json", is_flag=True, help="the whole result as JSON on stdout (for scripts)")
+@click.option("--scale", type=click.Choice(sorted(SCALES)), default=None,
+              help="use the built-in world `modelrec demo --scale` built (default: the environment's settings)")
+def recommend(path: Path, top: int, two_stage: bool, as_json: bool, scale: str | None) -> None:
+    """Rank the zoo for the images under PATH: an ImageFolder dataset (<split>/<class>/<image>), class
+    folders (<class>/<image>), or a flat folder of images (no labels).
+
+    Reads the trained ranker and the model embeddings the graph materialized (run `modelrec demo` or
+    `modelrec run` first); nothing is written to the artifact store."""
+    result = recommend_folder(path, _recommend_resources(scale), two_stage=two_stage)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(top if top > 0 else None), indent=2))
+    else:
+        print_folder_recommendation(result, top)
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+def table(path: Path) -> None:
+    """Check a performance table (JSON or CSV) as the graph would read it: what was read, or the problem."""
+    loaded = load_performance_table(path)
+    frame = loaded.frame
+    click.echo(f"{path}: {frame['dataset'].nunique()} datasets x {frame['model'].nunique()} models, "
+               f"{len(frame)} (dataset, model) results")
+    for note in loaded.report.notes:
+        click.echo(f"  {note}")
+
+
 def cli(args: list[str] | None = None) -> None:
     """The command line's entry point: any error ends in one line naming what failed (the traceback
     with ``-v``) and exit code 1; usage errors exit 2, as click's do."""
     args = sys.argv[1:] if args is None else list(args)
     try:
-        code = main.main(args=args, prog_name="python -m pipelines.cli", standalone_mode=False)
+        code = main.main(args=args, prog_name="modelrec", standalone_mode=False)
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)

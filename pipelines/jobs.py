@@ -1,34 +1,30 @@
-"""Asset jobs (one per partition dimension) and the partition-registration job."""
+"""Asset jobs (one per partition dimension: Dagster infers each job's partitions from its assets) and the
+partition-registration job."""
 
 from dagster import AssetSelection, OpExecutionContext, define_asset_job, job, op
 
-from assets.partitions import datasets_partitions, models_partitions
 from pipelines.registration import register_partitions
 
 embed_models_job = define_asset_job(
     "embed_models",
     selection=AssetSelection.assets("model_parameters", "model_source_tokens", "model_embeddings"),
-    partitions_def=models_partitions,
     description="Flatten and embed models, and encode their source samples (one run per model partition).",
 )
 flatten_models_job = define_asset_job(
     "flatten_models",
     selection=AssetSelection.assets("model_parameters", "model_source_tokens"),
-    partitions_def=models_partitions,
     description="Flatten models into chunks and encode their source samples (one run per model partition); "
     "used before an autoencoder exists.",
 )
 dataset_tokens_job = define_asset_job(
     "dataset_tokens_job",
     selection=AssetSelection.assets("dataset_tokens", "transfer_performance"),
-    partitions_def=datasets_partitions,
     description="Encode a dataset's images into tokens and, when no performance table is configured, "
     "measure every model's transfer to it (one run per dataset partition).",
 )
 measure_transfer_job = define_asset_job(
     "measure_transfer",
     selection=AssetSelection.assets("transfer_performance"),
-    partitions_def=datasets_partitions,
     description="Measure transfer accuracy on a dataset (cell cache: after a new model only its cells run).",
 )
 train_job = define_asset_job(
@@ -39,7 +35,6 @@ train_job = define_asset_job(
 recommend_job = define_asset_job(
     "recommend",
     selection=AssetSelection.assets("model_recommendations"),
-    partitions_def=datasets_partitions,
     description="Rank the zoo for a dataset (one run per dataset partition).",
 )
 

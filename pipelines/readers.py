@@ -30,7 +30,7 @@ def materialized(store: ArtifactStore, asset: str, partition: str | None = None)
     artifact = current_artifact(store, asset, partition)
     if artifact is None:
         raise FileNotFoundError(f"{asset}[{partition or '-'}] has not been materialized in {store.root}: "
-                                f"run `make demo` first")
+                                f"run `modelrec demo` (or `modelrec run`) first")
     return artifact
 
 

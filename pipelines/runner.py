@@ -19,6 +19,7 @@ from dagster import DagsterInstance, materialize
 
 from assets import ALL_ASSETS
 from assets.partitions import DATASETS, MODELS
+from ml_core.progress import progress, progress_disabled
 from pipelines.definitions import default_resources
 from pipelines.plan import PartitionPlan, plan_stage, single_inputs
 from pipelines.registration import register_partitions
@@ -155,7 +156,8 @@ def materialize_all(
             _log_plan(asset, plans, time.perf_counter() - start)
         else:
             plans = [PartitionPlan(asset, key, True, "planning off") for key in keys]
-        for step in plans:
+        for step in progress(plans, desc=asset, unit="partition", leave=False, disable=progress_disabled() or
+                             not any(p.run for p in plans)):
             key = step.partition
             if not step.run:
                 records.append(MaterializationRecord(asset, key, True, step.data_version, 0.0, launched=False))

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ml_core.artifacts import stable_json
+from ml_core.progress import progress
 from ml_core.ground_truth.tables import PerformanceTable, PerformanceTableError
 from ml_core.ground_truth.transfer import (
     LabelledImages,
@@ -140,7 +141,7 @@ def transfer_column(
 ) -> TransferColumn:
     """Every cell measured (``measure(cell) -> (outcome, cache_hit)``), then the column's spread test."""
     records, results, problems, hits = [], {}, {}, 0
-    for cell in cells:
+    for cell in progress(cells, desc="transfer (models)", unit="model", leave=False):
         if cell.card is None:
             problems[cell.name] = cell.problem
             records.append(cell.record(None))
@@ -205,7 +206,7 @@ def transferability_column(
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str], int]:
     """``(scores by model key, problems by model key, cells found in a cache)`` of a dataset."""
     scores, problems, hits = {}, {}, 0
-    for cell in cells:
+    for cell in progress(cells, desc="transferability (models)", unit="model", leave=False):
         if cell.card is None:
             problems[cell.key] = cell.problem
             continue

@@ -3,10 +3,15 @@
 Two on-disk formats are read by :func:`load_performance_table`:
 
 - JSON ``{dataset: [{"model_name": str, "accuracy": float, "model_type": str,
-  "trained_on_dataset": str}, ...]}`` (``model_type`` and ``trained_on_dataset`` optional;
-  ``accuracy`` null or NaN means "not measured");
+  "trained_on_dataset": str}, ...]}`` (``model_type`` and ``trained_on_dataset`` optional, other keys
+  ignored; ``accuracy`` null or NaN means "not measured");
 - CSV (or TSV) with a dataset, a model and an accuracy column, found case-insensitively by their
   usual names (see ``_DATASET_KEYS`` etc.) or named by the caller.
+
+``trained_on_dataset`` comes in two forms, both in the wild: the name of the dataset the model was
+trained on, or a flag saying whether it was trained on the row's own dataset (JSON ``true`` / ``false``,
+or ``true`` / ``false`` / ``yes`` / ``no`` in a CSV). A flag is read as the row's dataset (true) or
+none (false), so both forms mean the same thing downstream.
 
 Whatever comes in, a :class:`PerformanceTable` holds accuracy as a FRACTION in [0, 1], one row per
 (dataset, model), and its :class:`LoadReport` lists every normalisation applied on the way.
@@ -84,7 +89,7 @@ class PerformanceRecord(BaseModel):
     model_name: str
     accuracy: float | None
     model_type: str | None = None
-    trained_on_dataset: str | None = None
+    trained_on_dataset: str | bool | None = None  # a source dataset's name, or a flag: see the module's doc
 
     @field_validator("accuracy", mode="before")
     @classmethod
@@ -516,6 +521,27 @@ def _clean_names(raw: pd.DataFrame, source: str) -> pd.DataFrame:
     return raw
 
 
+_TRUE_FLAGS = frozenset({"true", "yes"})
+_FALSE_FLAGS = frozenset({"false", "no"})
+
+
+def _flags_as_datasets(raw: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """``trained_on_dataset`` flags turned into names: true -> the row's dataset, false -> None; names kept.
+    Returns the frame and the number of flags read."""
+    def as_name(value: Any, dataset: str) -> tuple[Any, bool]:
+        if isinstance(value, bool | np.bool_):
+            return (dataset if value else None), True
+        if isinstance(value, str) and value.casefold() in _TRUE_FLAGS | _FALSE_FLAGS:
+            return (dataset if value.casefold() in _TRUE_FLAGS else None), True
+        return value, False
+
+    read = [as_name(v, d) for v, d in zip(raw["trained_on_dataset"], raw["dataset"], strict=True)]
+    n_flags = sum(flag for _, flag in read)
+    if not n_flags:
+        return raw, 0
+    return raw.assign(trained_on_dataset=pd.Series([v for v, _ in read], index=raw.index, dtype=object)), n_flags
+
+
 def _name_collisions(names: Iterable[str]) -> list[tuple[str, ...]]:
     groups: dict[str, list[str]] = {}
     for name in dict.fromkeys(names):
@@ -540,6 +566,10 @@ def _normalise(
         raise PerformanceTableError(f"{source}: the table is empty (no rows)")
     raw = _clean_names(raw, source)
     notes = list(notes)
+    raw, n_flags = _flags_as_datasets(raw)
+    if n_flags:
+        notes.append(f"trained_on_dataset given as a true/false flag in {n_flags} rows: read as the row's own "
+                     "dataset (true) or none (false)")
 
     if missing_values:
         sentinel = raw["accuracy"].isin(list(missing_values))

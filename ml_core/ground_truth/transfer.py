@@ -41,7 +41,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
 from ml_core.artifacts import hash_parts
-from ml_core.images import load_rgb_with_reason, scan_image_folder
+from ml_core.images import ImageFolderIndex, load_rgb_with_reason, scan_image_folder
 from ml_core.weights import (
     CheckpointError,
     ModelCard,
@@ -184,11 +184,16 @@ def torch_threads(n: int = 1) -> Iterator[None]:
 def load_split(dataset_dir: Path, split: str, classes: Sequence[str] | None = None) -> LabelledImages:
     """Decode every image of ``<dataset_dir>/<split>``; ``classes`` fixes the label order
     (default: this split's sorted class folders). Unreadable images are skipped (logged)."""
-    index = scan_image_folder(Path(dataset_dir), split)
+    return load_index(scan_image_folder(Path(dataset_dir), split), classes)
+
+
+def load_index(index: ImageFolderIndex, classes: Sequence[str] | None = None) -> LabelledImages:
+    """Decode every image of an indexed split (see :func:`load_split`); ``classes`` fixes the label order."""
+    where = index.dataset_dir / index.split
     classes = list(classes) if classes is not None else list(index.classes)
     unknown = sorted(set(index.classes) - set(classes))
     if unknown:
-        raise TransferError(f"{dataset_dir / split}: classes {unknown} are not in the train split's {classes}")
+        raise TransferError(f"{where}: classes {unknown} are not in the train split's {classes}")
     images, labels = [], []
     for name, files in zip(index.classes, index.files, strict=True):
         for path in files:
@@ -199,7 +204,7 @@ def load_split(dataset_dir: Path, split: str, classes: Sequence[str] | None = No
             images.append(np.asarray(image, dtype=np.uint8))
             labels.append(classes.index(name))
     if not images:
-        raise TransferError(f"{dataset_dir / split}: no readable image")
+        raise TransferError(f"{where}: no readable image")
     return LabelledImages(images, np.asarray(labels, dtype=np.int64), classes)
 
 

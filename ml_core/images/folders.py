@@ -88,34 +88,8 @@ def _visible_subdirs(folder: Path) -> list[str]:
         raise ImageFolderError(f"{folder}: cannot list the folder ({type(error).__name__}: {error})") from error
 
 
-def scan_image_folder(dataset_dir: Path, split: str | None = None) -> ImageFolderIndex:
-    """Index ``<dataset_dir>/<split>/<class>/<image>``.
-
-    ``split=None`` picks "train" if present, else the first split in sorted order.
-    Raises :class:`ImageFolderError` naming the folder when the layout is not there.
-    """
-    dataset_dir = Path(dataset_dir).expanduser()
-    if not dataset_dir.is_dir():
-        raise ImageFolderError(f"dataset folder not found (or not a folder): {dataset_dir}")
-    splits = _visible_subdirs(dataset_dir)
-    if not splits:
-        raise ImageFolderError(
-            f"{dataset_dir}: no split folders; expected <dataset>/<split>/<class>/<image>"
-        )
-    if split is None:
-        split = PREFERRED_SPLIT if PREFERRED_SPLIT in splits else splits[0]
-    elif split not in splits and len(splits) == 1:
-        logger.warning("%s: no split %r; using the only split, %r", dataset_dir, split, splits[0])
-        split = splits[0]
-    elif split not in splits:
-        raise ImageFolderError(f"{dataset_dir}: no split {split!r}; available splits: {splits}")
-    split_dir = dataset_dir / split
-    classes = _visible_subdirs(split_dir)
-    if not classes:
-        raise ImageFolderError(
-            f"{split_dir}: no class folders; expected <dataset>/<split>/<class>/<image>"
-        )
-
+def _class_files(split_dir: Path, classes: list[str]) -> tuple[list[list[Path]], int, list[tuple[Path, str]]]:
+    """``(files per class, non-image files ignored, unreadable folders)`` of ``<split_dir>/<class>/...``."""
     files: list[list[Path]] = []
     n_ignored = 0
     unreadable: list[tuple[Path, str]] = []
@@ -149,6 +123,38 @@ def scan_image_folder(dataset_dir: Path, split: str | None = None) -> ImageFolde
             logger.warning("%s: class folder has no image files", class_dir)
         files.append(images)
 
+    return files, n_ignored, unreadable
+
+
+def scan_image_folder(dataset_dir: Path, split: str | None = None) -> ImageFolderIndex:
+    """Index ``<dataset_dir>/<split>/<class>/<image>``.
+
+    ``split=None`` picks "train" if present, else the first split in sorted order.
+    Raises :class:`ImageFolderError` naming the folder when the layout is not there.
+    """
+    dataset_dir = Path(dataset_dir).expanduser()
+    if not dataset_dir.is_dir():
+        raise ImageFolderError(f"dataset folder not found (or not a folder): {dataset_dir}")
+    splits = _visible_subdirs(dataset_dir)
+    if not splits:
+        raise ImageFolderError(
+            f"{dataset_dir}: no split folders; expected <dataset>/<split>/<class>/<image>"
+        )
+    if split is None:
+        split = PREFERRED_SPLIT if PREFERRED_SPLIT in splits else splits[0]
+    elif split not in splits and len(splits) == 1:
+        logger.warning("%s: no split %r; using the only split, %r", dataset_dir, split, splits[0])
+        split = splits[0]
+    elif split not in splits:
+        raise ImageFolderError(f"{dataset_dir}: no split {split!r}; available splits: {splits}")
+    split_dir = dataset_dir / split
+    classes = _visible_subdirs(split_dir)
+    if not classes:
+        raise ImageFolderError(
+            f"{split_dir}: no class folders; expected <dataset>/<split>/<class>/<image>"
+        )
+
+    files, n_ignored, unreadable = _class_files(split_dir, classes)
     index = ImageFolderIndex(dataset_dir, split, splits, classes, files, n_ignored, unreadable)
     logger.info(
         "%s [%s]: %d classes, %d images (%d non-image files ignored)",
@@ -159,6 +165,55 @@ def scan_image_folder(dataset_dir: Path, split: str | None = None) -> ImageFolde
         n_ignored,
     )
     return index
+
+
+#: The one class of a flat folder of images (no labels).
+UNLABELLED = "(unlabelled)"
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The visible image files directly in ``folder``, sorted."""
+    try:
+        return sorted(p for p in folder.iterdir()
+                      if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+    except OSError as error:
+        raise ImageFolderError(f"{folder}: cannot list the folder ({type(error).__name__}: {error})") from error
+
+
+def scan_any_image_folder(folder: Path, split: str | None = None) -> tuple[ImageFolderIndex, bool]:
+    """``(index, labelled)`` of a folder a user points at, in any of three layouts:
+
+    * a flat folder of images ``<folder>/<image>``: one class, :data:`UNLABELLED` (``labelled`` False);
+    * class folders ``<folder>/<class>/<image>`` (torchvision's ImageFolder root): split ``"."``;
+    * a dataset ``<folder>/<split>/<class>/<image>`` (:func:`scan_image_folder`, ``split`` as there).
+
+    ``labelled`` is True when at least two classes have images. Raises :class:`ImageFolderError` naming
+    the folder when it is missing, empty or holds no image.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ImageFolderError(f"{folder}: no such folder")
+    flat = _image_files(folder)
+    subdirs = _visible_subdirs(folder)
+    if flat:
+        if subdirs:
+            logger.warning("%s: images at the top level: read as one flat folder, sub-folders %s ignored",
+                           folder, subdirs[:5])
+        index = ImageFolderIndex(folder, ".", ["."], [UNLABELLED], [flat])
+    elif not subdirs:
+        raise ImageFolderError(f"{folder}: empty folder: no images and no class or split folders")
+    elif not any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.rglob("*")):
+        raise ImageFolderError(f"{folder}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in it or its sub-folders")
+    elif any(_image_files(folder / name) for name in subdirs):
+        files, n_ignored, unreadable = _class_files(folder, subdirs)
+        index = ImageFolderIndex(folder, ".", ["."], subdirs, files, n_ignored, unreadable)
+    else:
+        index = scan_image_folder(folder, split)
+    if index.n_images == 0:
+        raise ImageFolderError(f"{index.dataset_dir / index.split}: no image files in its class folders {index.classes[:5]}; "
+                               "layouts read: <folder>/<image>, <folder>/<class>/<image>, <folder>/<split>/<class>/<image>")
+    labelled = index.classes != [UNLABELLED] and sum(n > 0 for n in index.images_per_class) >= 2
+    return index, labelled
 
 
 def size_problem(width: int, height: int, max_pixels: int | None, max_aspect_ratio: float | None) -> str | None:

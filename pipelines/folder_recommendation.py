@@ -1,0 +1,179 @@
+"""``modelrec recommend PATH``: the zoo ranked for a folder of images that is not in the catalog.
+
+The folder is encoded as the ``dataset_tokens`` asset encodes a dataset (same encoder settings, same
+:func:`~ml_core.images.write_dataset_tokens`), and ranked as ``model_recommendations`` ranks one
+(same :func:`~ml_core.ranking.recommend`), from what the graph last materialized in the artifact
+store (the ``_refs`` pointers: the trained ranker, each model's embedding and source sample, the
+ground truth). Nothing is written to the store. With labels, the two-stage mode runs LogME
+(:func:`~ml_core.ground_truth.transferability_outcome`, the code of ``transferability_scores``) on
+the shortlist and ranks it by LogME above the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from upath import UPath
+
+from assets.artifacts import embedding_tokens, partition_artifacts, source_descriptors
+from assets.loaders import TOKENS_DIR
+from ml_core.ground_truth import TransferabilityConfig, load_index, scoring_images, transferability_outcome, zoo_cells
+from ml_core.images import (
+    DatasetTokens,
+    ImageFolderIndex,
+    TokenWriterConfig,
+    load_image_encoder,
+    read_dataset_tokens,
+    scan_any_image_folder,
+    write_dataset_tokens,
+)
+from ml_core.progress import progress
+from ml_core.ranking import RecommendationConfig, recommend
+from ml_core.ranking.shortlist import rerank_shortlist
+from pipelines.readers import materialized
+
+logger = logging.getLogger(__name__)
+
+
+class NotMaterializedError(FileNotFoundError):
+    """What a recommendation reads is not in the artifact store; the message says what to run."""
+
+
+@dataclass
+class FolderRecommendation:
+    """The ranked zoo (``table``: rank, model, score, shortlist, and logme / accuracy when known) and what
+    was read: the folder's layout, its images and classes, the encoder, the seconds spent."""
+
+    path: Path
+    dataset: str | None  # the catalog's partition key when the folder is a catalog dataset
+    labelled: bool
+    n_images: int
+    classes: list[str]
+    encoder: str
+    table: pd.DataFrame
+    tokens: DatasetTokens  # the folder's dataset tokens, as the dataset_tokens asset would write them
+    two_stage: bool = False
+    problems: dict[str, str] = field(default_factory=dict)  # models LogME could not score, and why
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self, top: int | None = None) -> dict[str, Any]:
+        rows = self.table.head(top) if top else self.table
+        records = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+                   for r in rows.to_dict(orient="records")]
+        return {"path": str(self.path), "dataset": self.dataset, "labelled": self.labelled,
+                "n_images": self.n_images, "n_classes": len(self.classes), "encoder": self.encoder,
+                "two_stage": self.two_stage, "n_models": len(self.table), "models": records,
+                "problems": self.problems, "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+
+
+def _catalog_key(path: Path, catalog: Any) -> str | None:
+    """The partition key of the catalog dataset at ``path``, if it is one."""
+    resolved = path.resolve()
+    return next((e.key for e in catalog.entries() if Path(e.path).resolve() == resolved), None)
+
+
+def _inputs(store: Any, zoo: Any) -> tuple[Any, Any, dict, dict]:
+    """The trained ranker, the ground truth, and each zoo model's embedding and source-sample artifacts,
+    as the last materialization left them (what ``model_recommendations`` would receive)."""
+    try:
+        ranker = materialized(store, "ranking_transformer")
+        ranks = materialized(store, "ground_truth_ranks")
+    except FileNotFoundError as error:
+        raise NotMaterializedError(str(error)) from error
+    keys = [e.key for e in zoo.entries()]
+    embeddings, missing = partition_artifacts(store, "model_embeddings", keys)
+    if not embeddings:
+        raise NotMaterializedError(f"model_embeddings: no model of the zoo ({len(keys)} checkpoints) is embedded in "
+                                   f"{store.root}: run `modelrec demo` (or `modelrec run`) first")
+    if missing:
+        logger.warning("%d zoo model(s) not embedded yet, left out: %s", len(missing), ", ".join(missing[:10]))
+    sources, _ = partition_artifacts(store, "model_source_tokens", sorted(embeddings))
+    return ranker, ranks, embeddings, sources
+
+
+def _encode(index: ImageFolderIndex, labelled: bool, spec: Any) -> tuple[Any, str]:
+    """The folder's dataset tokens, written as the ``dataset_tokens`` asset writes them (a flat folder
+    is one class), in a temporary folder; and the encoder's name."""
+    config = TokenWriterConfig() if labelled else TokenWriterConfig(min_classes=1)
+    encoder = load_image_encoder(spec)
+    with tempfile.TemporaryDirectory(prefix="modelrec-recommend-") as tmp:
+        out = UPath(tmp) / TOKENS_DIR
+        write_dataset_tokens(index, encoder, out, config)
+        tokens = read_dataset_tokens(out)
+    return tokens, str(encoder.describe().get("architecture", "?"))
+
+
+def _logme_on_shortlist(index: ImageFolderIndex, zoo: Any, store: Any, models: list[str], short: list[int]
+                        ) -> tuple[np.ndarray, dict[str, str]]:
+    """LogME ``(N,)`` of the shortlisted models on the folder's labelled images (NaN elsewhere and for a
+    model that could not run, listed with its reason)."""
+    config = TransferabilityConfig()
+    data = scoring_images(load_index(index), config.max_images)
+    cells = {c.key: c for c in zoo_cells(zoo.entries(), store.fingerprints.file_sha256)}
+    logme = np.full(len(models), np.nan)
+    problems: dict[str, str] = {}
+    for j in progress(short, desc="LogME on the shortlist", unit="model"):
+        cell = cells.get(models[j])
+        if cell is None or cell.card is None:
+            problems[models[j]] = cell.problem if cell else "no longer in the zoo"
+            continue
+        outcome = transferability_outcome(cell, lambda: data)
+        if "error" in outcome:
+            problems[models[j]] = outcome["error"]
+        else:
+            logme[j] = outcome["logme"]
+    return logme, problems
+
+
+def recommend_folder(path: Path, resources: dict[str, Any], *, two_stage: bool = False) -> FolderRecommendation:
+    """Rank the zoo for the images under ``path`` (see the module's doc). Raises
+    :class:`~ml_core.images.ImageFolderError` for a missing, empty or image-less folder,
+    :class:`NotMaterializedError` when the graph was never materialized, ValueError for ``two_stage``
+    on a folder without labels."""
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    store, zoo, catalog = resources["store"], resources["zoo"], resources["catalog"]
+    path = Path(path).expanduser()
+    index, labelled = scan_any_image_folder(path, catalog.split)
+    if two_stage and not labelled:
+        raise ValueError(f"{path}: --two-stage needs labels (class folders: <folder>/<class>/<image>); "
+                         f"this folder has {len(index.classes)} class(es)")
+    ranker, ranks, embeddings, sources = _inputs(store, zoo)
+    seconds["read"] = time.perf_counter() - start
+    spec = resources["image_encoder"].spec(device=resources["compute"].torch_device())
+    tokens, encoder = _encode(index, labelled, spec)
+    seconds["encode"] = time.perf_counter() - start - seconds["read"]
+    models = sorted(embeddings)
+    model_tokens = embedding_tokens(embeddings)
+    dataset = _catalog_key(path, catalog)
+    # a folder that is not a catalog dataset gets a key no partition has, so no dataset's results are shown for it
+    result = recommend(ranker.load(), dataset or f"<{path.name}>", tokens, models,
+                       np.stack([model_tokens[m] for m in models]), ranks.load(), RecommendationConfig(),
+                       source_descriptors(sources, models))
+    table = result.table
+    seconds["rank"] = time.perf_counter() - start - seconds["read"] - seconds["encode"]
+    problems: dict[str, str] = {}
+    if two_stage:
+        by_model = table.set_index("model")
+        short = [models.index(m) for m in result.summary["shortlist"]]
+        logme, problems = _logme_on_shortlist(index, zoo, store, models, short)
+        first = by_model.loc[models, "score"].to_numpy()
+        scored = [j for j in short if not np.isnan(logme[j])]  # a model LogME could not score drops below
+        scores = rerank_shortlist(first, logme, np.array(scored, dtype=int))
+        table = by_model.loc[models].reset_index().rename(columns={"score": "ranker_score", "rank": "ranker_rank"})
+        table.insert(2, "score", scores)
+        table["logme"] = logme
+        table = table.sort_values(["score", "model"], ascending=[False, True], kind="stable").reset_index(drop=True)
+        table.insert(0, "rank", np.arange(len(table)))
+        table = table.drop(columns=["ranker_rank"])
+        seconds["logme"] = time.perf_counter() - start - sum(seconds.values())
+    seconds["total"] = time.perf_counter() - start
+    return FolderRecommendation(path, dataset, labelled, index.n_images, list(index.classes), encoder, table, tokens,
+                                two_stage, problems, seconds)
