@@ -215,8 +215,9 @@ def test_catalog_lists_every_asset_with_its_status(page, ui):
 def _launch_dialog(tab, asset: str):
     tab.goto(tab.url.split("/assets")[0] + f"/assets/{asset}")
     tab.get_by_role("button", name="Materialize…").click()
-    dialog = tab.get_by_role("dialog")
-    dialog.get_by_text(f"Launch runs to materialize {asset}").wait_for()
+    # the modal itself: the partition picker inside it is a (closed) popover that also has role "dialog"
+    dialog = tab.locator(".bp5-dialog[aria-modal=true]", has_text=f"Launch runs to materialize {asset}")
+    dialog.wait_for()
     return dialog
 
 
