@@ -3,7 +3,9 @@
 A fresh instance holds the reduced world with every asset materialized (as ``make demo`` leaves it);
 ``python -m pipelines.ui`` (what ``make ui`` runs) serves it with the daemon, sensors and schedule on.
 Each test waits on selectors or conditions, never on fixed sleeps; every page it opens must show no
-error toast and log no console error. Screenshots of the main pages land in ``docs/screenshots/``.
+error toast and log no console error. Screenshots of the main pages land in ``$MODELREC_SCREENSHOTS``
+(``MODELREC_SCREENSHOTS=docs/screenshots`` refreshes the README's), else in the test's temporary folder,
+so a test run never rewrites tracked files.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ playwright_api = pytest.importorskip("playwright.sync_api")  # a dev dependency:
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("MODELREC_CHROMIUM", "/usr/bin/chromium"))
-SCREENSHOTS = REPO / "docs" / "screenshots"
 LOCATION = "pipelines.definitions:defs"
 SELECTOR = f'repositorySelector: {{repositoryLocationName: "{LOCATION}", repositoryName: "__repository__"}}'
 RUN_CONFIG = json.loads(json.dumps(FAST_RUN_CONFIG))
@@ -165,6 +166,7 @@ class Page:
 
     page: object
     base: str
+    screenshots: Path
     console_errors: list[str] = field(default_factory=list)
 
     def open(self, path: str) -> object:
@@ -172,23 +174,24 @@ class Page:
         return self.page
 
     def screenshot(self, name: str) -> None:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.screenshots.mkdir(parents=True, exist_ok=True)
         self.page.wait_for_load_state("networkidle")  # the page's data, not its loading placeholders
-        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+        self.page.screenshot(path=str(self.screenshots / f"{name}.png"))
 
     def error_toasts(self) -> list[str]:
         return self.page.evaluate("window.__errorToasts || []")
 
 
 @pytest.fixture
-def page(browser, ui) -> Iterator[Page]:
+def page(browser, ui, tmp_path_factory) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1440, "height": 1100})
     tab = context.new_page()
     tab.set_default_timeout(30_000)
     tab.add_init_script(RECORD_ERROR_TOASTS)
     # the first visit to a fresh instance opens a "Join the Dagster community" dialog: skip it whenever it shows
     tab.add_locator_handler(tab.get_by_role("button", name="Skip"), lambda skip: skip.click())
-    wrapper = Page(tab, ui.base)
+    screenshots = os.environ.get("MODELREC_SCREENSHOTS")
+    wrapper = Page(tab, ui.base, Path(screenshots) if screenshots else tmp_path_factory.getbasetemp() / "screenshots")
     tab.on("console", lambda m: wrapper.console_errors.append(m.text) if m.type == "error" else None)
     tab.on("pageerror", lambda e: wrapper.console_errors.append(str(e)))
     yield wrapper
