@@ -4,6 +4,8 @@ from assets.autoencoder import autoencoder
 from assets.dataset_tokens import dataset_tokens
 from assets.embedding_probes import embedding_probes
 from assets.ground_truth_ranks import ground_truth_ranks
+from assets.image_folders import image_folders
+from assets.model_checkpoints import model_checkpoints
 from assets.model_embeddings import model_embeddings
 from assets.model_parameters import model_parameters
 from assets.model_recommendations import model_recommendations
@@ -28,4 +30,7 @@ ALL_ASSETS = [
     ranker_evaluation,
 ]
 
-__all__ = ["ALL_ASSETS", *[a.key.path[-1] for a in ALL_ASSETS]]
+# Observable source assets: the user's files at the root of the lineage (observed, never materialized).
+ALL_SOURCES = [model_checkpoints, image_folders]
+
+__all__ = ["ALL_ASSETS", "ALL_SOURCES", *[a.key.path[-1] for a in ALL_ASSETS + ALL_SOURCES]]

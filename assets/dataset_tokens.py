@@ -43,6 +43,7 @@ def encoder_label(description: dict) -> str:
     code_version=CODE_VERSION,
     group_name="datasets",
     kinds={"pytorch", "zarr"},
+    deps=["image_folders"],  # the source asset of the image folders (assets/image_folders.py)
     check_specs=[AssetCheckSpec("enough_valid_images", asset="dataset_tokens")],
     description="Image features from the image encoder (open_clip, or the demo's EfficientNet-Lite0), one image "
     "per class per row, sharded zarr v3.",

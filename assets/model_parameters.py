@@ -20,6 +20,7 @@ ParametersAssetConfig = dagster_config(FlattenConfig(), "ParametersAssetConfig")
     code_version=CODE_VERSION,
     group_name="models",
     kinds={"pytorch", "zarr"},
+    deps=["model_checkpoints"],  # the source asset of the checkpoint files (assets/model_checkpoints.py)
     check_specs=[AssetCheckSpec("finite_values", asset="model_parameters")],
     description="Every float tensor of one checkpoint, flattened and cut into fixed chunks, with a per-tensor index.",
 )

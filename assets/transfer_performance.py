@@ -14,8 +14,10 @@ import hashlib
 from typing import Literal
 
 from dagster import (
+    AllPartitionMapping,
     AssetCheckResult,
     AssetCheckSpec,
+    AssetDep,
     AssetExecutionContext,
     MetadataValue,
 )
@@ -56,6 +58,8 @@ TransferAssetConfig = dagster_config(
     code_version=CODE_VERSION,
     group_name="ground_truth",
     kinds={"pytorch", "json"},
+    # the user's files it reads: this dataset's images and every model's checkpoint (the source assets)
+    deps=[AssetDep("image_folders"), AssetDep("model_checkpoints", partition_mapping=AllPartitionMapping())],
     check_specs=[AssetCheckSpec("every_model_measured", asset="transfer_performance")],
     description="Transfer accuracy of every zoo model on this dataset by a fixed fine-tuning protocol "
     "(cell-level cache); measured only when no performance table is configured.",

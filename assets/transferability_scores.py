@@ -9,7 +9,7 @@ user would pay to rank the zoo this way.
 
 import hashlib
 
-from dagster import AssetExecutionContext, MetadataValue
+from dagster import AllPartitionMapping, AssetDep, AssetExecutionContext, MetadataValue
 from upath import UPath
 
 from assets.artifacts import materialize_asset
@@ -33,6 +33,8 @@ TransferabilityAssetConfig = dagster_config(TransferabilityConfig(), "Transferab
     code_version=CODE_VERSION,
     group_name="evaluation",
     kinds={"pytorch", "json"},
+    # the user's files it reads: this dataset's images and every model's checkpoint (the source assets)
+    deps=[AssetDep("image_folders"), AssetDep("model_checkpoints", partition_mapping=AllPartitionMapping())],
     description="LogME, H-score and a 4-fold linear probe of every zoo model on this dataset's training images "
     "(forward-pass baselines; the probe is the budgeted mode's measurement).",
 )

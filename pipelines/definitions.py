@@ -2,7 +2,7 @@
 
 from dagster import Definitions
 
-from assets import ALL_ASSETS
+from assets import ALL_ASSETS, ALL_SOURCES
 from assets.artifacts import ArtifactRefIOManager
 from pipelines.executors import executor_for
 from pipelines.jobs import ALL_JOBS
@@ -55,7 +55,7 @@ def build_definitions(resources: dict[str, object] | None = None) -> Definitions
     """The whole code location; ``resources`` defaults to the environment's settings, the jobs'
     executor to ``MODELREC_EXECUTOR`` (``pipelines/executors.py``)."""
     return Definitions(
-        assets=ALL_ASSETS,
+        assets=[*ALL_SOURCES, *ALL_ASSETS],
         jobs=ALL_JOBS,
         sensors=ALL_SENSORS,
         schedules=ALL_SCHEDULES,

@@ -1,5 +1,10 @@
 """Asset jobs (one per partition dimension: Dagster infers each job's partitions from its assets) and the
-partition-registration job."""
+partition-registration job.
+
+Every asset belongs to at least one named job (:data:`JOB_OF_ASSET`): the runner (``modelrec run``), the
+sensors and the schedule launch their runs under these names, so the UI's Jobs page lists them. The jobs that
+read the user's files first observe them (the source assets ``model_checkpoints`` / ``image_folders``).
+"""
 
 from dagster import AssetSelection, OpExecutionContext, define_asset_job, job, op
 
@@ -7,20 +12,21 @@ from pipelines.registration import register_partitions
 
 embed_models_job = define_asset_job(
     "embed_models",
-    selection=AssetSelection.assets("model_parameters", "model_source_tokens", "model_embeddings"),
-    description="Flatten and embed models, and encode their source samples (one run per model partition).",
+    selection=AssetSelection.assets("model_checkpoints", "model_parameters", "model_source_tokens", "model_embeddings"),
+    description="Observe a model's checkpoint, flatten and embed it, and encode its source sample (one run per "
+    "model partition).",
 )
 flatten_models_job = define_asset_job(
     "flatten_models",
-    selection=AssetSelection.assets("model_parameters", "model_source_tokens"),
-    description="Flatten models into chunks and encode their source samples (one run per model partition); "
-    "used before an autoencoder exists.",
+    selection=AssetSelection.assets("model_checkpoints", "model_parameters", "model_source_tokens"),
+    description="Observe a model's checkpoint, flatten it into chunks and encode its source sample (one run per "
+    "model partition); used before an autoencoder exists.",
 )
 dataset_tokens_job = define_asset_job(
     "dataset_tokens_job",
-    selection=AssetSelection.assets("dataset_tokens", "transfer_performance"),
-    description="Encode a dataset's images into tokens and, when no performance table is configured, "
-    "measure every model's transfer to it (one run per dataset partition).",
+    selection=AssetSelection.assets("image_folders", "dataset_tokens", "transfer_performance"),
+    description="Observe a dataset's image folder, encode its images into tokens and, when no performance table "
+    "is configured, measure every model's transfer to it (one run per dataset partition).",
 )
 measure_transfer_job = define_asset_job(
     "measure_transfer",
@@ -36,6 +42,18 @@ recommend_job = define_asset_job(
     "recommend",
     selection=AssetSelection.assets("model_recommendations"),
     description="Rank the zoo for a dataset (one run per dataset partition).",
+)
+score_transferability_job = define_asset_job(
+    "score_transferability",
+    selection=AssetSelection.assets("transferability_scores"),
+    description="LogME, H-score and a linear probe of every model on a dataset (one run per dataset partition; "
+    "the baselines of the evaluation).",
+)
+evaluate_job = define_asset_job(
+    "evaluate",
+    selection=AssetSelection.assets("embedding_probes", "ranker_evaluation"),
+    description="What the model embeddings predict on held-out models, and the ranker on held-out dataset "
+    "families against the priors and LogME (unpartitioned assets).",
 )
 
 
@@ -61,5 +79,27 @@ ALL_JOBS = [
     measure_transfer_job,
     train_job,
     recommend_job,
+    score_transferability_job,
+    evaluate_job,
     register_partitions_job,
 ]
+
+#: the named job each asset's runs are launched under by the runner (the first job selecting it, except that
+#: the model stages run under ``embed_models``, which holds them all).
+JOB_OF_ASSET: dict[str, str] = {
+    "model_parameters": embed_models_job.name,
+    "model_source_tokens": embed_models_job.name,
+    "model_embeddings": embed_models_job.name,
+    "autoencoder": train_job.name,
+    "ground_truth_ranks": train_job.name,
+    "ranking_transformer": train_job.name,
+    "dataset_tokens": dataset_tokens_job.name,
+    "transfer_performance": dataset_tokens_job.name,
+    "model_recommendations": recommend_job.name,
+    "transferability_scores": score_transferability_job.name,
+    "embedding_probes": evaluate_job.name,
+    "ranker_evaluation": evaluate_job.name,
+}
+
+#: the source asset a stage observes, in the same run, before it reads that partition's files.
+OBSERVES: dict[str, str] = {"model_parameters": "model_checkpoints", "dataset_tokens": "image_folders"}

@@ -92,11 +92,17 @@ def reads_all_partitions(assets_def: AssetsDefinition, input_name: str) -> bool:
     return bool((assets_def.op.ins[input_name].metadata or {}).get("all_partitions"))
 
 
+def _artifact_inputs(assets_def: AssetsDefinition) -> list[tuple[str, AssetKey]]:
+    """``(input name, upstream key)`` of the inputs that are artifacts of the graph's assets; the observed
+    source assets (the user's files) are read by the asset's own body through its resources."""
+    return [(name, key) for name, key in assets_def.keys_by_input_name.items() if key.path[-1] in DIMENSIONS]
+
+
 def single_inputs(assets_def: AssetsDefinition, partition: str | None) -> dict[str, tuple[str, str | None]]:
     """``{input name: (upstream asset, upstream partition)}`` of the inputs a partition reads alone: the
     same partition of a partitioned upstream asset, or an unpartitioned one."""
     out = {}
-    for name, upstream_key in assets_def.keys_by_input_name.items():
+    for name, upstream_key in _artifact_inputs(assets_def):
         if not reads_all_partitions(assets_def, name):
             upstream = upstream_key.path[-1]
             out[name] = (upstream, partition if DIMENSIONS[upstream] is not None else None)
@@ -111,7 +117,7 @@ def _inputs(
     ``all_partitions`` input, else the same partition (or the unpartitioned artifact). Raises
     FileNotFoundError for a missing single input."""
     values: dict[str, Any] = {}
-    for name, upstream_key in assets_def.keys_by_input_name.items():
+    for name, upstream_key in _artifact_inputs(assets_def):
         if reads_all_partitions(assets_def, name):
             upstream = upstream_key.path[-1]
             values[name], _ = partition_artifacts(store, upstream, registered[DIMENSIONS[upstream]])

@@ -15,12 +15,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dagster import DagsterInstance, materialize
+from dagster import AssetKey, DagsterInstance
 
 from assets import ALL_ASSETS
 from assets.partitions import DATASETS, MODELS
 from ml_core.progress import progress, progress_disabled
-from pipelines.definitions import default_resources
+from pipelines.definitions import build_definitions, default_resources
+from pipelines.jobs import JOB_OF_ASSET, OBSERVES
 from pipelines.plan import PartitionPlan, plan_stage, single_inputs
 from pipelines.registration import register_partitions
 
@@ -142,6 +143,8 @@ def materialize_all(
     )
     records: list[MaterializationRecord] = []
     definitions = {a.key.path[-1]: a for a in ALL_ASSETS}
+    code_location = build_definitions(resources)
+    jobs = {name: code_location.resolve_job_def(name) for name in {JOB_OF_ASSET[asset] for asset, _ in stages}}
     registered = {d: sorted(instance.get_dynamic_partitions(d)) for d in (MODELS, DATASETS)}
     failures: list[PartitionFailure] = []
     for asset, dimension in stages:
@@ -166,16 +169,7 @@ def materialize_all(
             if blocked is not None:
                 failures.append(PartitionFailure(asset, key, f"not run: its input {blocked} failed"))
                 continue
-            result = materialize(
-                ALL_ASSETS,
-                selection=[asset],
-                partition_key=key,
-                instance=instance,
-                resources=resources,
-                run_config=_asset_run_config(run_config, asset, log_level),
-                tags={"modelrec/stage": asset},
-                raise_on_error=False,
-            )
+            result = _launch(jobs, instance, asset, key, _asset_run_config(run_config, asset, log_level))
             if not result.success:
                 failures.append(PartitionFailure(asset, key, failure_reason(result)))
                 logger.warning("%s", failures[-1])
@@ -195,6 +189,22 @@ def materialize_all(
     if failures:
         raise PartitionsFailed(failures, records)
     return records
+
+
+def _launch(jobs: Mapping[str, Any], instance: DagsterInstance, asset: str, partition: str | None,
+            run_config: Mapping[str, Any]) -> Any:
+    """One run of ``asset`` (one partition) under its named job (:data:`pipelines.jobs.JOB_OF_ASSET`), so the
+    UI lists it under that job; a stage that reads the user's files first observes them in the same run
+    (:data:`pipelines.jobs.OBSERVES`). Returns Dagster's in-process result (never raises on failure)."""
+    selection = [AssetKey(OBSERVES[asset])] if asset in OBSERVES else []
+    return jobs[JOB_OF_ASSET[asset]].execute_in_process(
+        run_config=run_config,
+        instance=instance,
+        partition_key=partition,
+        tags={"modelrec/stage": asset},
+        raise_on_error=False,
+        asset_selection=[*selection, AssetKey(asset)],
+    )
 
 
 def _failed_input(assets_def: Any, partition: str | None, failures: Sequence[PartitionFailure]) -> str | None:

@@ -13,8 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 from PIL import Image
+
+from ml_core.artifacts.fingerprints import folder_content_fingerprint, sha256_file
+from pipelines.jobs import ALL_JOBS
 
 from pipelines.runner import PartitionsFailed, materialize_all
 from tests.pipeline_helpers import FAST_RUN_CONFIG, copy_world, resources_for, world_env
@@ -26,6 +29,13 @@ def _launched(records):
 
 def _versions(records):
     return {(r.asset, r.partition): r.data_version for r in records}
+
+
+def _observed(instance, source: str, partition: str) -> str | None:
+    """The data version of the newest observation of a source asset's partition."""
+    found = instance.fetch_observations(AssetRecordsFilter(asset_key=AssetKey(source), asset_partitions=[partition]),
+                                        limit=1).records
+    return found[0].asset_observation.tags.get("dagster/data_version") if found else None
 
 
 def _assert_nothing_skipped_wrongly(instance, resources, planned):
@@ -56,6 +66,18 @@ def test_a_second_run_of_an_unchanged_graph_launches_nothing(planned):
     _assert_nothing_skipped_wrongly(planned["instance"], planned["resources"], second)
 
 
+def test_runs_are_named_jobs_and_the_user_files_are_observed_by_content(planned):
+    instance, world = planned["instance"], planned["world"]
+    jobs = {run.job_name for run in instance.get_runs()}
+    assert jobs and jobs <= {j.name for j in ALL_JOBS}, jobs  # the UI's Jobs page, not ephemeral asset jobs
+    zoo = {e.key: e.path for e in planned["resources"]["zoo"].entries()}
+    for model, path in zoo.items():
+        assert _observed(instance, "model_checkpoints", model) == sha256_file(path)
+    for dataset in world.dataset_names:
+        folder = world.datasets_dir / dataset
+        assert _observed(instance, "image_folders", dataset) == folder_content_fingerprint(folder)
+
+
 def test_a_changed_config_launches_that_asset(planned):
     instance, resources = planned["instance"], planned["resources"]
     config = {"ops": {**FAST_RUN_CONFIG["ops"], "embedding_probes": {"config": {"n_folds": 3}}}}
@@ -70,9 +92,15 @@ def test_a_changed_image_launches_its_dataset_and_what_reads_it(planned):
     world, instance, resources = planned["world"], planned["instance"], planned["resources"]
     dataset = world.dataset_names[0]
     image = sorted((world.datasets_dir / dataset / "train").rglob("*.png"))[0]
+    other = world.dataset_names[1]
+    before = {d: _observed(instance, "image_folders", d) for d in (dataset, other)}
     with Image.open(image) as original:
         Image.eval(original.convert("RGB"), lambda v: 255 - v).save(image)  # same name, other content
     records = materialize_all(instance, resources=resources, run_config=FAST_RUN_CONFIG)
+    # the run that re-encoded the dataset observed its folder's new content first; the other keeps its version
+    assert _observed(instance, "image_folders", dataset) == folder_content_fingerprint(world.datasets_dir / dataset)
+    assert _observed(instance, "image_folders", dataset) != before[dataset]
+    assert _observed(instance, "image_folders", other) == before[other]
     launched = _launched(records)
     assert ("dataset_tokens", dataset) in launched
     assert not {(a, p) for a, p in launched if a == "dataset_tokens" and p != dataset}
