@@ -28,7 +28,7 @@ import pytest
 from dagster import DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
-from assets import ALL_ASSETS
+from assets import ALL_ASSETS, ALL_SOURCES
 from assets.artifacts import current_artifact
 from pipelines.definitions import world_resources
 from pipelines.runner import materialize_all
@@ -212,6 +212,8 @@ def test_catalog_lists_every_asset_with_its_status(page, ui):
     for name in names:
         # partitioned: "All" + "<n> partitions"; unpartitioned: "Materialized" + its time
         playwright_api.expect(_asset_row(tab, name)).to_contain_text(re.compile(r"Materialized|\d+ partitions"))
+    for source in ALL_SOURCES:  # the user's files, observed by the runs that read them
+        playwright_api.expect(_asset_row(tab, source.key.path[-1])).to_contain_text("data version =")
     page.screenshot("catalog")
 
 
