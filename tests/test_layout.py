@@ -25,9 +25,10 @@ LAYERS = (
     {"ml_core.evaluation"},
 )
 #: the modules of ``assets`` that every asset module may import: glue, not another asset's internals
-#: (``transferability_cells``: the cache of forward-pass cells that two assets share, so none runs twice).
+#: (``transferability_cells``: the cache of forward-pass cells that two assets share, so none runs twice;
+#: ``observations``: the helpers of the two observable source assets).
 SHARED_ASSET_MODULES = {"assets.artifacts", "assets.loaders", "assets.partitions", "assets.configs",
-                        "assets.transferability_cells"}
+                        "assets.observations", "assets.transferability_cells"}
 TOP_LEVEL = ("ml_core", "worlds", "resources", "assets", "pipelines", "benchmarks", "tests")
 
 
