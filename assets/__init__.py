@@ -4,6 +4,7 @@ from assets.autoencoder import autoencoder
 from assets.dataset_tokens import dataset_tokens
 from assets.embedding_probes import embedding_probes
 from assets.ground_truth_ranks import ground_truth_ranks
+from assets.model_costs import model_costs
 from assets.model_embeddings import model_embeddings
 from assets.model_parameters import model_parameters
 from assets.model_recommendations import model_recommendations
@@ -15,6 +16,7 @@ from assets.transferability_scores import transferability_scores
 
 ALL_ASSETS = [
     model_parameters,
+    model_costs,
     model_source_tokens,
     autoencoder,
     model_embeddings,

@@ -7,14 +7,15 @@ from pipelines.registration import register_partitions
 
 embed_models_job = define_asset_job(
     "embed_models",
-    selection=AssetSelection.assets("model_parameters", "model_source_tokens", "model_embeddings"),
-    description="Flatten and embed models, and encode their source samples (one run per model partition).",
+    selection=AssetSelection.assets("model_parameters", "model_source_tokens", "model_embeddings", "model_costs"),
+    description="Flatten and embed models, encode their source samples and measure their costs (one run per model "
+    "partition).",
 )
 flatten_models_job = define_asset_job(
     "flatten_models",
-    selection=AssetSelection.assets("model_parameters", "model_source_tokens"),
-    description="Flatten models into chunks and encode their source samples (one run per model partition); "
-    "used before an autoencoder exists.",
+    selection=AssetSelection.assets("model_parameters", "model_source_tokens", "model_costs"),
+    description="Flatten models into chunks, encode their source samples and measure their costs (one run per "
+    "model partition); used before an autoencoder exists.",
 )
 dataset_tokens_job = define_asset_job(
     "dataset_tokens_job",
