@@ -6,6 +6,7 @@ from assets.embedding_probes import embedding_probes
 from assets.ground_truth_ranks import ground_truth_ranks
 from assets.image_folders import image_folders
 from assets.model_checkpoints import model_checkpoints
+from assets.model_costs import model_costs
 from assets.model_embeddings import model_embeddings
 from assets.model_parameters import model_parameters
 from assets.model_recommendations import model_recommendations
@@ -17,6 +18,7 @@ from assets.transferability_scores import transferability_scores
 
 ALL_ASSETS = [
     model_parameters,
+    model_costs,
     model_source_tokens,
     autoencoder,
     model_embeddings,

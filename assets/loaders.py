@@ -10,6 +10,7 @@ benchmarks call) reads them with :func:`load_artifact`. No asset module imports 
 | ``model_source_tokens`` | :class:`ml_core.images.DatasetTokens`, or None when the card names no sample |
 | ``autoencoder`` | :class:`ml_core.weights.TokenEncoderArtifact` or :class:`ml_core.weights.AutoEncoderArtifact` |
 | ``model_embeddings`` | :class:`ml_core.weights.ModelEmbedding` |
+| ``model_costs`` | :class:`ml_core.weights.ModelCosts` |
 | ``dataset_tokens`` | :class:`ml_core.images.DatasetTokens` |
 | ``transfer_performance`` | ``{dataset: [records]}`` (empty when skipped: a table is given) |
 | ``ground_truth_ranks`` | the ground-truth frame (``ml_core.ground_truth.GROUND_TRUTH_COLUMNS`` + keys) |
@@ -32,7 +33,7 @@ from upath import UPath
 from ml_core.artifacts import read_json
 from ml_core.images import read_dataset_tokens
 from ml_core.ranking import RankerArtifact
-from ml_core.weights import ModelEmbedding, load_embedder, read_model_parameters
+from ml_core.weights import ModelCosts, ModelEmbedding, load_embedder, read_model_parameters
 
 PARAMS_DIR = "params.zarr"
 TOKENS_DIR = "tokens.zarr"
@@ -48,6 +49,8 @@ EVALUATION_ROWS_FILE = "evaluation_rows.parquet"
 EVALUATION_SUMMARY_FILE = "evaluation_summary.json"
 EVALUATION_PLOT_FILE = "evaluation.png"
 PROBES_FILE = "probes.parquet"
+COSTS_FILE = "costs.json"
+FRONT_PLOT_FILE = "cost_front.png"
 TRAINING_FILES = ("history.json", "loss_curves.png")
 
 
@@ -71,6 +74,7 @@ LOADERS: dict[str, Callable[[UPath], Any]] = {
     "model_source_tokens": _source_tokens,
     "autoencoder": load_embedder,
     "model_embeddings": ModelEmbedding.load,
+    "model_costs": lambda d: ModelCosts.from_dict(read_json(d / COSTS_FILE)),
     "dataset_tokens": lambda d: read_dataset_tokens(d / TOKENS_DIR),
     "transfer_performance": lambda d: read_json(d / TRANSFER_TABLE_FILE),
     "ground_truth_ranks": lambda d: read_parquet(d / RANKS_FILE),

@@ -5,6 +5,10 @@ images (a linear probe, or LogME, on their features), one at a time, each chosen
 before it, and the zoo is ranked by the budgeted mode (:mod:`ml_core.ranking.budget`). The measurements
 are the cells ``transferability_scores`` caches: a model measured once is never run again on the same
 dataset content, by either asset.
+
+Each model's costs (``model_costs``: parameters, size, GFLOPs, CPU latency) are columns of the table, and
+``on_front`` marks the Pareto front of predicted score vs cost (:mod:`ml_core.ranking.pareto`); the
+metadata's ``cost_front`` plots it.
 """
 
 import hashlib
@@ -28,21 +32,24 @@ from assets.artifacts import (
     content_hashes,
     embedding_tokens,
     materialize_asset,
+    png_markdown,
     source_descriptors,
 )
 from assets.configs import dagster_config
-from assets.loaders import RECOMMENDATIONS_FILE, write_parquet
+from assets.loaders import FRONT_PLOT_FILE, RECOMMENDATIONS_FILE, write_parquet
 from assets.partitions import datasets_partitions
 from assets.transferability_cells import cached_cell, dataset_images
 from ml_core.ground_truth import TransferabilityConfig, column_inputs, zoo_cells
 from ml_core.ranking import RecommendationConfig, recommend
+from ml_core.ranking.pareto import COST_LABELS, front_plot, with_costs
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
 from resources.model_zoo import ModelZoo
 
 # 2: scores with model names (baseline features); 3: and source samples; 4: shortlist;
 # 5: coverage ties broken by the ranker whatever the float rounding
-CODE_VERSION = "6"  # 6: a budget of forward passes (config forward_passes)
+# 6: a budget of forward passes (config forward_passes)
+CODE_VERSION = "7"  # 7: each model's costs and the Pareto front of score vs cost
 RecommendationAssetConfig = dagster_config(RecommendationConfig(), "RecommendationAssetConfig")
 
 
@@ -60,7 +67,8 @@ def refresh_when_inputs_change(ignore_missing: AssetSelection) -> AutomationCond
 
 # Refresh when embeddings, tokens or the ranker change (eager), but do not wait for every model
 # partition: a model whose embedding is missing (e.g. a broken checkpoint) must not block the rest.
-REFRESH_WHEN_INPUTS_CHANGE = refresh_when_inputs_change(AssetSelection.assets("model_embeddings", "model_source_tokens"))
+REFRESH_WHEN_INPUTS_CHANGE = refresh_when_inputs_change(
+    AssetSelection.assets("model_embeddings", "model_source_tokens", "model_costs"))
 
 
 def ranking_markdown(table: pd.DataFrame, shown: int) -> str:
@@ -78,6 +86,7 @@ def ranking_markdown(table: pd.DataFrame, shown: int) -> str:
     ins={
         "model_embeddings": all_partitions(all_upstream=True),
         "model_source_tokens": all_partitions(all_upstream=True),
+        "model_costs": all_partitions(all_upstream=True),
     },
     check_specs=[AssetCheckSpec("every_model_ranked", asset="model_recommendations")],
     automation_condition=REFRESH_WHEN_INPUTS_CHANGE,
@@ -95,6 +104,7 @@ def model_recommendations(
     model_embeddings: dict[str, Artifact],
     model_source_tokens: dict[str, Artifact],
     ground_truth_ranks: Artifact,
+    model_costs: dict[str, Artifact],
 ):
     dataset_key = context.partition_key
     inputs = {
@@ -103,6 +113,7 @@ def model_recommendations(
         "ground_truth_ranks": ground_truth_ranks.content_hash,
     } | content_hashes(model_embeddings, "model")
     inputs |= content_hashes({k: a for k, a in model_source_tokens.items() if k in model_embeddings}, "source")
+    inputs |= content_hashes({k: a for k, a in model_costs.items() if k in model_embeddings}, "cost")
     recommendation_config = config.to_ml()
     if recommendation_config.forward_passes > 0:  # the measured models' checkpoints and the images count too
         entry = catalog.entry(dataset_key)
@@ -138,10 +149,15 @@ def model_recommendations(
             recommendation_config, source_descriptors(model_source_tokens, models),
             measure_model(models) if recommendation_config.forward_passes > 0 else None,
         )
-        write_parquet(recommendation.table, directory / RECOMMENDATIONS_FILE)
-        table = recommendation.table
+        costs = {m: a.load().columns() for m, a in model_costs.items() if m in model_embeddings}
+        table, axis = with_costs(recommendation.table, costs)
+        write_parquet(table, directory / RECOMMENDATIONS_FILE)
+        if axis is not None:
+            with (directory / FRONT_PLOT_FILE).open("wb") as handle:
+                front_plot(table, axis, handle, f"{dataset_key}: predicted score vs cost")
         content = hashlib.sha256(pd.util.hash_pandas_object(table, index=False).values.tobytes()).hexdigest()
-        return content, recommendation.summary
+        return content, {**recommendation.summary, "front_cost": axis, "front": table.loc[table["on_front"], "model"].tolist(),
+                         "n_unknown_cost": int(table[axis].isna().sum()) if axis else len(table)}
 
     result = materialize_asset(context, store, config=config.model_dump(), inputs=inputs, build=build)
     s = result.summary
@@ -157,6 +173,10 @@ def model_recommendations(
         "measured_models": MetadataValue.json(s.get("measured", {})),
         "recommendations": MetadataValue.md(ranking_markdown(table, config.top_k_shown)),
     }
+    if s.get("front_cost"):
+        metadata["pareto_front"] = MetadataValue.json({"cost": COST_LABELS[s["front_cost"]], "models": s["front"],
+                                                        "models_of_unknown_cost": s["n_unknown_cost"]})
+        metadata["cost_front"] = png_markdown(result.ref.directory(store) / FRONT_PLOT_FILE, "predicted score vs cost")
     if len(table) > config.top_k_shown:  # the whole ranking, one click away
         metadata["full_ranking"] = MetadataValue.md(ranking_markdown(table, len(table)))
     for method in ("ranker", "budget", "prior"):  # budget: the ranking shown, when k models were measured

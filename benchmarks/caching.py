@@ -4,9 +4,9 @@
 2. cached: the same again, nothing changed: the runner's plan finds every partition fresh and
    launches no run (``pipelines/plan.py``); beside it, the same with ``plan=False`` (one run per
    partition, each a cache hit: what a cached run cost before the plan);
-3. one new model: what the sensor + automation do when a checkpoint lands: flatten and embed
-   that model only, then refresh every dataset's recommendations (the autoencoder and the ranker
-   are not retrained: training is a deliberate step).
+3. one new model: what the sensor + automation do when a checkpoint lands: flatten, embed and
+   measure the costs of that model only, then refresh every dataset's recommendations (the
+   autoencoder and the ranker are not retrained: training is a deliberate step).
 
     .venv/bin/python -m benchmarks.caching            # on the STAND-IN world (generated, seconds)
 """
@@ -44,7 +44,8 @@ def main() -> None:
         source = world.zoo_dir / f"{world.model_names[0]}.safetensors"
         tensors = {k: v * 1.01 if v.dtype.is_floating_point else v for k, v in load_file(source).items()}
         save_file(tensors, world.zoo_dir / "added_model.safetensors")
-        stages = [("model_parameters", "models"), ("model_embeddings", "models"), ("model_recommendations", "datasets")]
+        stages = [("model_parameters", "models"), ("model_costs", "models"), ("model_embeddings", "models"),
+                  ("model_recommendations", "datasets")]
         add_s, added = timed(
             lambda: materialize_all(instance, resources=resources, stages=stages, only_partitions={"models": ["added_model"]})
         )

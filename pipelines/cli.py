@@ -26,7 +26,7 @@ from assets.partitions import DATASETS, MODELS
 from ml_core.evaluation import summary_markdown
 from ml_core.ground_truth import TransferError, load_performance_table, table_spread
 from pipelines.definitions import default_resources, world_resources
-from pipelines.folder_recommendation import FolderRecommendation, recommend_folder
+from pipelines.folder_recommendation import FolderRecommendation, apply_budget, budget_report, recommend_folder
 from pipelines.readers import materialized, world_seed
 from pipelines.registration import register_partitions
 from pipelines.runner import MaterializationRecord, PartitionFailure, PartitionsFailed, materialize_all
@@ -343,7 +343,7 @@ def print_folder_recommendation(result: FolderRecommendation, top: int) -> None:
     click.echo(f"{len(table)} models {order}, in {result.seconds['total']:.1f} s "
                f"(encoding {result.seconds['encode']:.1f} s); * = two-stage shortlist "
                f"({int(table['shortlist'].sum())} model(s){'' if result.two_stage else ': --two-stage runs LogME on them'})")
-    columns = [c for c in ("logme", "accuracy") if c in table and table[c].notna().any()]
+    columns = [c for c in ("logme", "accuracy", "latency_ms_b1") if c in table and table[c].notna().any()]
     score = "ranker_score" if result.two_stage else "score"  # the ranker's score; the order may be LogME's
     click.echo(f"{'rank':>4s}   {'model':32s} {'ranker':>8s}" + "".join(f" {c:>9s}" for c in columns))
     shown = table.head(top) if top > 0 else table
@@ -365,17 +365,26 @@ def print_folder_recommendation(result: FolderRecommendation, top: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="the whole result as JSON on stdout (for scripts)")
 @click.option("--scale", type=click.Choice(sorted(SCALES)), default=None,
               help="use the built-in world `modelrec demo --scale` built (default: the environment's settings)")
-def recommend(path: Path, top: int, two_stage: bool, as_json: bool, scale: str | None) -> None:
+@click.option("--max-params", type=float, default=None, help="only models with at most this many parameters")
+@click.option("--max-latency-ms", type=float, default=None,
+              help="only models within this CPU latency per image at batch 1 (ms, as model_costs measured it)")
+def recommend(path: Path, top: int, two_stage: bool, as_json: bool, scale: str | None, max_params: float | None,
+              max_latency_ms: float | None) -> None:
     """Rank the zoo for the images under PATH: an ImageFolder dataset (<split>/<class>/<image>), class
     folders (<class>/<image>), or a flat folder of images (no labels).
 
     Reads the trained ranker and the model embeddings the graph materialized (run `modelrec demo` or
-    `modelrec run` first); nothing is written to the artifact store."""
+    `modelrec run` first); nothing is written to the artifact store. With --max-params / --max-latency-ms,
+    only the models within that budget are listed (ranks stay those of the whole zoo); a model whose cost
+    is unknown is left out, and the output says so."""
     result = recommend_folder(path, _recommend_resources(scale), two_stage=two_stage)
+    budget = apply_budget(result, max_params=max_params, max_latency_ms=max_latency_ms)
     if as_json:
         click.echo(json.dumps(result.to_dict(top if top > 0 else None), indent=2))
     else:
         print_folder_recommendation(result, top)
+        for line in budget_report(budget) if budget else []:
+            click.echo(line)
 
 
 @main.command()

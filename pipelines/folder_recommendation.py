@@ -6,7 +6,8 @@ The folder is encoded as the ``dataset_tokens`` asset encodes a dataset (same en
 store (the ``_refs`` pointers: the trained ranker, each model's embedding and source sample, the
 ground truth). Nothing is written to the store. With labels, the two-stage mode runs LogME
 (:func:`~ml_core.ground_truth.transferability_outcome`, the code of ``transferability_scores``) on
-the shortlist and ranks it by LogME above the rest.
+the shortlist and ranks it by LogME above the rest. Each model's costs come from its ``model_costs``
+artifact (unknown when it has none); :func:`apply_budget` cuts the ranking to a budget.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ml_core.images import (
 )
 from ml_core.progress import progress
 from ml_core.ranking import RecommendationConfig, recommend
+from ml_core.ranking.pareto import BudgetFilter, with_costs, within_budget
 from ml_core.ranking.shortlist import rerank_shortlist
 from pipelines.readers import materialized
 
@@ -62,6 +64,7 @@ class FolderRecommendation:
     two_stage: bool = False
     problems: dict[str, str] = field(default_factory=dict)  # models LogME could not score, and why
     seconds: dict[str, float] = field(default_factory=dict)
+    budget: dict[str, Any] | None = None  # what apply_budget kept and filtered out
 
     def to_dict(self, top: int | None = None) -> dict[str, Any]:
         rows = self.table.head(top) if top else self.table
@@ -70,7 +73,8 @@ class FolderRecommendation:
         return {"path": str(self.path), "dataset": self.dataset, "labelled": self.labelled,
                 "n_images": self.n_images, "n_classes": len(self.classes), "encoder": self.encoder,
                 "two_stage": self.two_stage, "n_models": len(self.table), "models": records,
-                "problems": self.problems, "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+                "problems": self.problems, "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+                "budget": self.budget}
 
 
 def _catalog_key(path: Path, catalog: Any) -> str | None:
@@ -174,6 +178,36 @@ def recommend_folder(path: Path, resources: dict[str, Any], *, two_stage: bool =
         table.insert(0, "rank", np.arange(len(table)))
         table = table.drop(columns=["ranker_rank"])
         seconds["logme"] = time.perf_counter() - start - sum(seconds.values())
+    costs, _ = partition_artifacts(store, "model_costs", models)
+    table, _ = with_costs(table, {m: a.load().columns() for m, a in costs.items()})
     seconds["total"] = time.perf_counter() - start
     return FolderRecommendation(path, dataset, labelled, index.n_images, list(index.classes), encoder, table, tokens,
                                 two_stage, problems, seconds)
+
+
+def apply_budget(result: FolderRecommendation, *, max_params: float | None = None,
+                 max_latency_ms: float | None = None) -> BudgetFilter | None:
+    """Cut ``result``'s ranking to the models within ``max_params`` parameters and ``max_latency_ms``
+    per image at batch 1 (:func:`~ml_core.ranking.pareto.within_budget`; a model of unknown cost is
+    excluded); the ranks stay those of the whole zoo. None (and nothing cut) without a limit."""
+    if max_params is None and max_latency_ms is None:
+        return None
+    budget = within_budget(result.table, max_params=max_params, max_latency_ms=max_latency_ms)
+    result.table = budget.table
+    result.budget = budget.to_dict()
+    return budget
+
+
+def budget_report(budget: BudgetFilter) -> list[str]:
+    """What a budget kept and filtered out, and why, one line per reason."""
+    limits = ", ".join(f"{'parameters' if c == 'params' else 'latency per image at batch 1 (ms)'} <= {v:g}"
+                       for c, v in budget.limits.items())
+    lines = [f"budget ({limits}): {len(budget.table)} model(s) kept, {budget.n_filtered} filtered out"]
+    for flag, models in budget.over.items():
+        if models:
+            lines.append(f"  {len(models)} over {flag}: {', '.join(models[:10])}{' ...' if len(models) > 10 else ''}")
+    if budget.unknown:
+        names = ", ".join(f"{m} (no {'/'.join(c)})" for m, c in list(budget.unknown.items())[:10])
+        lines.append(f"  {len(budget.unknown)} excluded because their cost is unknown (materialize model_costs; a "
+                     f"network that cannot be built has no latency): {names}")
+    return lines

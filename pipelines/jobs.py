@@ -12,15 +12,16 @@ from pipelines.registration import register_partitions
 
 embed_models_job = define_asset_job(
     "embed_models",
-    selection=AssetSelection.assets("model_checkpoints", "model_parameters", "model_source_tokens", "model_embeddings"),
-    description="Observe a model's checkpoint, flatten and embed it, and encode its source sample (one run per "
-    "model partition).",
+    selection=AssetSelection.assets("model_checkpoints", "model_parameters", "model_source_tokens", "model_embeddings",
+                                    "model_costs"),
+    description="Observe a model's checkpoint, flatten and embed it, encode its source sample and measure its costs "
+    "(one run per model partition).",
 )
 flatten_models_job = define_asset_job(
     "flatten_models",
-    selection=AssetSelection.assets("model_checkpoints", "model_parameters", "model_source_tokens"),
-    description="Observe a model's checkpoint, flatten it into chunks and encode its source sample (one run per "
-    "model partition); used before an autoencoder exists.",
+    selection=AssetSelection.assets("model_checkpoints", "model_parameters", "model_source_tokens", "model_costs"),
+    description="Observe a model's checkpoint, flatten it into chunks, encode its source sample and measure its "
+    "costs (one run per model partition); used before an autoencoder exists.",
 )
 dataset_tokens_job = define_asset_job(
     "dataset_tokens_job",
@@ -90,6 +91,7 @@ JOB_OF_ASSET: dict[str, str] = {
     "model_parameters": embed_models_job.name,
     "model_source_tokens": embed_models_job.name,
     "model_embeddings": embed_models_job.name,
+    "model_costs": embed_models_job.name,
     "autoencoder": train_job.name,
     "ground_truth_ranks": train_job.name,
     "ranking_transformer": train_job.name,

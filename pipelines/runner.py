@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 # (asset, partition dimension or None), in dependency order.
 STAGES: tuple[tuple[str, str | None], ...] = (
     ("model_parameters", MODELS),
+    ("model_costs", MODELS),
     ("model_source_tokens", MODELS),
     ("autoencoder", None),
     ("model_embeddings", MODELS),

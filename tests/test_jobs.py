@@ -33,7 +33,7 @@ def test_the_user_files_are_observable_sources_upstream_of_what_reads_them():
     assert set(sources) == {"model_checkpoints", "image_folders"}
     assert all(a.is_observable and not a.is_materializable for a in sources.values())
     graph = defs.resolve_asset_graph()
-    for reader, source in {**OBSERVES, "transfer_performance": "image_folders",
+    for reader, source in {**OBSERVES, "model_costs": "model_checkpoints", "transfer_performance": "image_folders",
                            "transferability_scores": "model_checkpoints"}.items():
         assert AssetKey(source) in graph.get(AssetKey(reader)).parent_keys, (reader, source)
     # the sources share the partitions of the assets that read them partition by partition

@@ -73,7 +73,7 @@ def test_new_checkpoint_gets_a_partition_and_only_its_own_run(ops):
     first = _tick(model_zoo_sensor, instance, zoo_resources, None)
     assert not first.run_requests and not first.dynamic_partitions_requests  # all registered already
     others = list(world.model_names)
-    per_model = ("model_parameters", "model_source_tokens", "model_embeddings")
+    per_model = ("model_parameters", "model_source_tokens", "model_embeddings", "model_costs")
     before = {a: _latest_storage_ids(instance, a, others) for a in per_model}
     automation_cursor = evaluate_automation_conditions(defs, instance).cursor
 
@@ -109,7 +109,7 @@ def test_replaced_touched_and_removed_checkpoints(ops):
     assert not tick.run_requests
     run = job.execute_in_process(partition_key="depthwisenet_shapes", instance=instance)  # had it run: cache hits
     hits = {e.asset_key.path[-1]: e.materialization.metadata["cache_hit"].value for e in run.get_asset_materialization_events()}
-    assert hits == {"model_parameters": True, "model_source_tokens": True, "model_embeddings": True}
+    assert hits == {"model_parameters": True, "model_source_tokens": True, "model_embeddings": True, "model_costs": True}
 
     _perturbed_copy(path, path, 0.5)  # replaced with other weights: recomputed
     tick = _tick(model_zoo_sensor, instance, zoo_resources, tick.cursor)
@@ -117,7 +117,8 @@ def test_replaced_touched_and_removed_checkpoints(ops):
     run = job.execute_in_process(partition_key="depthwisenet_shapes", instance=instance)
     hits = {e.asset_key.path[-1]: e.materialization.metadata["cache_hit"].value for e in run.get_asset_materialization_events()}
     # new weights, same card: the source sample's tokens do not depend on the weights and stay cached
-    assert hits == {"model_parameters": False, "model_source_tokens": True, "model_embeddings": False}
+    assert hits == {"model_parameters": False, "model_source_tokens": True, "model_embeddings": False,
+                    "model_costs": False}
 
     path.unlink()  # removed: its partition is dropped on purpose
     tick = _tick(model_zoo_sensor, instance, zoo_resources, tick.cursor)

@@ -37,6 +37,7 @@ def test_every_asset_and_partition_materializes(pipeline_run):
     counts = {a: sum(r.asset == a for r in first) for a in ASSETS}
     assert counts == {
         "model_parameters": n_models,
+        "model_costs": n_models,
         "model_source_tokens": n_models,  # the stand-in's cards name no sample: empty, neutral artifacts
         "autoencoder": 1,
         "model_embeddings": n_models,

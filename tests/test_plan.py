@@ -143,8 +143,10 @@ def test_a_bad_checkpoint_spoils_only_itself_and_the_command_says_so_in_one_line
         with pytest.raises(PartitionsFailed) as raised:
             materialize_all(instance, resources=resources, run_config=FAST_RUN_CONFIG)
         failures = {(f.asset, f.partition): f.reason for f in raised.value.failures}
-        assert set(failures) == {("model_parameters", "aaa_empty"), ("model_embeddings", "aaa_empty")}
+        assert set(failures) == {("model_parameters", "aaa_empty"), ("model_costs", "aaa_empty"),
+                                 ("model_embeddings", "aaa_empty")}
         assert failures[("model_parameters", "aaa_empty")].startswith(f"CheckpointError: {bad}: ")
+        assert failures[("model_costs", "aaa_empty")].startswith(f"CheckpointError: {bad}: ")
         assert "model_parameters[aaa_empty] failed" in failures[("model_embeddings", "aaa_empty")]
         done = {(r.asset, r.partition) for r in raised.value.records}
         for model in world.model_names:  # every good model went through, and so did every later stage

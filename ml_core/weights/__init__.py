@@ -13,7 +13,8 @@ Imports :mod:`ml_core.artifacts` and the shared trainer only.
 * :mod:`~ml_core.weights.embedders`: one config that picks and trains either embedder;
 * :mod:`~ml_core.weights.embeddings`: window / chunk codes pooled into a model's tokens;
 * :mod:`~ml_core.weights.architectures`: the networks of the generated zoos (timm-style);
-* :mod:`~ml_core.weights.cards`: the model card, one schema for every zoo model's sidecar.
+* :mod:`~ml_core.weights.cards`: the model card, one schema for every zoo model's sidecar;
+* :mod:`~ml_core.weights.costs`: what a checkpoint costs to run (parameters, bytes, FLOPs, CPU latency).
 """
 
 from ml_core.weights.architectures import (
@@ -26,6 +27,8 @@ from ml_core.weights.architectures import (
     TinyViT,
     UnknownArchitectureError,
     build_architecture,
+    build_library_architecture,
+    build_network,
     count_parameters,
 )
 from ml_core.weights.autoencoder import (
@@ -56,6 +59,7 @@ from ml_core.weights.checkpoints import (
     extract_state_dict,
     open_checkpoint,
 )
+from ml_core.weights.costs import CostConfig, ModelCosts, describe_machine, machine_label, model_costs
 from ml_core.weights.embedders import (
     WeightEmbedder,
     WeightEmbedderConfig,
@@ -140,6 +144,13 @@ __all__ = [
     "UnknownArchitectureError",
     "build_architecture",
     "build_architecture_on_meta",
+    "build_library_architecture",
+    "build_network",
+    "CostConfig",
+    "ModelCosts",
+    "describe_machine",
+    "machine_label",
+    "model_costs",
     "chunk_quotas",
     "count_parameters",
     "embed_model",

@@ -41,6 +41,8 @@ __all__ = [
     "UnknownArchitectureError",
     "SMALL_ARCHITECTURES",
     "build_architecture",
+    "build_library_architecture",
+    "build_network",
     "count_parameters",
 ]
 
@@ -447,6 +449,41 @@ def build_architecture(name: str, **kwargs: Any) -> nn.Module:
             f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}"
         ) from None
     return cls(**kwargs)
+
+
+def build_library_architecture(architecture: str, **kwargs: Any) -> nn.Module:
+    """Build ``timm:<name>`` / ``torchvision:<name>`` with random weights (``pretrained=False`` /
+    ``weights=None``: nothing is downloaded) and the constructor's ``kwargs`` (``num_classes``...).
+    Raises :class:`UnknownArchitectureError` for another library or a name the library does not know."""
+    library, _, name = architecture.partition(":")
+    if not name:
+        raise UnknownArchitectureError(f"architecture {architecture!r}: expected 'timm:<name>' or 'torchvision:<name>'")
+    if library == "timm":
+        import timm
+
+        try:
+            return timm.create_model(name, pretrained=False, **kwargs)
+        except RuntimeError as err:
+            raise UnknownArchitectureError(f"architecture {architecture!r}: {err}") from err
+    if library == "torchvision":
+        import torchvision
+
+        try:
+            return torchvision.models.get_model(name, weights=None, **kwargs)
+        except ValueError as err:
+            raise UnknownArchitectureError(f"architecture {architecture!r}: {err}") from err
+    raise UnknownArchitectureError(f"architecture {architecture!r}: unknown library {library!r} (timm, torchvision)")
+
+
+def build_network(architecture: str, *, num_classes: int | None = None, **kwargs: Any) -> nn.Module:
+    """Any network a model card names (random init): a zoo architecture (:data:`ARCHITECTURES`) or a
+    library one (``timm:<name>``, ``torchvision:<name>``: :func:`build_library_architecture`).
+    ``num_classes``: the head's outputs (None: the constructor's default)."""
+    if num_classes is not None:
+        kwargs = {"num_classes": num_classes, **kwargs}
+    if ":" in architecture:
+        return build_library_architecture(architecture, **kwargs)
+    return build_architecture(architecture, **kwargs)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -38,6 +38,8 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
+from ml_core.weights.architectures import UnknownArchitectureError, build_library_architecture
+
 logger = logging.getLogger(__name__)
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
@@ -341,27 +343,11 @@ def extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 
 def build_architecture_on_meta(architecture: str) -> torch.nn.Module:
     """Build ``timm:<name>`` or ``torchvision:<name>`` on the meta device (no weights, no download)."""
-    library, _, name = architecture.partition(":")
-    if not name:
-        raise CheckpointError(
-            f"architecture {architecture!r}: expected 'timm:<name>' or 'torchvision:<name>'"
-        )
     with torch.device("meta"):
-        if library == "timm":
-            import timm
-
-            try:
-                return timm.create_model(name, pretrained=False)
-            except RuntimeError as err:
-                raise CheckpointError(f"architecture {architecture!r}: {err}") from err
-        if library == "torchvision":
-            import torchvision
-
-            try:
-                return torchvision.models.get_model(name, weights=None)
-            except ValueError as err:
-                raise CheckpointError(f"architecture {architecture!r}: {err}") from err
-    raise CheckpointError(f"architecture {architecture!r}: unknown library {library!r} (timm, torchvision)")
+        try:
+            return build_library_architecture(architecture)
+        except UnknownArchitectureError as err:
+            raise CheckpointError(str(err)) from err
 
 
 def _load_file_state_dict(path: Path) -> CheckpointReader:
