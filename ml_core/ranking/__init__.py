@@ -13,6 +13,7 @@ shared trainer and metrics only.
 * :mod:`~ml_core.ranking.budget`: a budget of ``k`` forward passes: which models to measure, one at a
   time, and the others predicted from how results co-vary in the history;
 * :mod:`~ml_core.ranking.recommend`: the table a user reads;
+* :mod:`~ml_core.ranking.explain`: what drove a recommendation (nearest datasets, source similarity);
 * :mod:`~ml_core.ranking.baselines`: every ranker that needs no learning.
 """
 
@@ -38,6 +39,7 @@ from ml_core.ranking.features import (
 )
 from ml_core.ranking.losses import TemperatureSchedule, list_mle_loss, pairwise_logistic_loss
 from ml_core.ranking.models import RankerConfig, RankingCrossAttentionTransformer
+from ml_core.ranking.explain import RankingExplanation, explain_ranking, nearest_datasets
 from ml_core.ranking.recommend import Recommendation, RecommendationConfig, recommend, recommendation_table
 from ml_core.ranking.budget import BudgetConfig, BudgetedRanking, budgeted_ranking
 from ml_core.ranking.shortlist import (
@@ -63,6 +65,9 @@ from ml_core.ranking.training import (
 )
 
 __all__ = [
+    "RankingExplanation",
+    "explain_ranking",
+    "nearest_datasets",
     "FEATURE_NAMES",
     "HISTORY_FEATURES",
     "N_BASELINE_FEATURES",
