@@ -42,7 +42,7 @@ from resources.model_zoo import ModelZoo
 
 # 2: scores with model names (baseline features); 3: and source samples; 4: shortlist;
 # 5: coverage ties broken by the ranker whatever the float rounding
-CODE_VERSION = "6"  # 6: a budget of forward passes (config forward_passes)
+CODE_VERSION = "7"  # 6: a budget of forward passes (config forward_passes); 7: why columns (nearest datasets...)
 RecommendationAssetConfig = dagster_config(RecommendationConfig(), "RecommendationAssetConfig")
 
 
@@ -155,6 +155,7 @@ def model_recommendations(
         "ranking": s.get("ranking", "ranker"),
         "forward_passes": s.get("forward_passes", 0),
         "measured_models": MetadataValue.json(s.get("measured", {})),
+        "nearest_training_datasets": ", ".join(f"{d} ({sim:.3f})" for d, sim in s.get("nearest_datasets", [])) or "none",
         "recommendations": MetadataValue.md(ranking_markdown(table, config.top_k_shown)),
     }
     if len(table) > config.top_k_shown:  # the whole ranking, one click away
