@@ -27,6 +27,12 @@ measure_transfer_job = define_asset_job(
     selection=AssetSelection.assets("transfer_performance"),
     description="Measure transfer accuracy on a dataset (cell cache: after a new model only its cells run).",
 )
+ingest_results_job = define_asset_job(
+    "ingest_results",
+    selection=AssetSelection.assets("result_history"),
+    description="Validate the results folder's new files and append them to the result history (requested by "
+    "results_sensor). Retraining is a separate, deliberate step: the train job.",
+)
 train_job = define_asset_job(
     "train",
     selection=AssetSelection.assets("autoencoder", "ground_truth_ranks", "ranking_transformer"),
@@ -59,6 +65,7 @@ ALL_JOBS = [
     flatten_models_job,
     dataset_tokens_job,
     measure_transfer_job,
+    ingest_results_job,
     train_job,
     recommend_job,
     register_partitions_job,
