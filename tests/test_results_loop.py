@@ -99,6 +99,9 @@ def test_why_columns_name_the_nearest_training_datasets_by_the_rankers_similarit
             assert expected[0] == dataset and sims[dataset] == pytest.approx(1.0)
         assert table["source_similarity"].isna().all()  # the stand-in's cards name no source sample
         assert table["nearest_score"].between(0, 1).all()
+    event = loop["instance"].get_latest_materialization_event(AssetKey("model_recommendations"))
+    shown = event.asset_materialization.metadata["nearest_training_datasets"].value  # the UI says it once
+    assert shown == _recommendations(store, event.asset_materialization.partition)["nearest_datasets"].iloc[0]
 
 
 def test_recommend_command_shows_the_why_columns(loop, capsys):
