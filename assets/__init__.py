@@ -13,6 +13,7 @@ from assets.model_recommendations import model_recommendations
 from assets.model_source_tokens import model_source_tokens
 from assets.ranker_evaluation import ranker_evaluation
 from assets.ranking_transformer import ranking_transformer
+from assets.result_history import result_history
 from assets.transfer_performance import transfer_performance
 from assets.transferability_scores import transferability_scores
 
@@ -24,6 +25,7 @@ ALL_ASSETS = [
     model_embeddings,
     dataset_tokens,
     transfer_performance,
+    result_history,
     ground_truth_ranks,
     embedding_probes,
     ranking_transformer,

@@ -381,6 +381,12 @@ def all_partitions(*, all_upstream: bool = False) -> AssetIn:
     return AssetIn(partition_mapping=mapping, metadata={"all_partitions": True})
 
 
+def optional_input() -> AssetIn:
+    """An input that may not be materialized yet: the asset then receives None (e.g. the result history
+    before any result was reported), instead of the run failing."""
+    return AssetIn(metadata={"optional": True})
+
+
 def current_artifact(store: ArtifactStore, asset: str, partition: str | None) -> Artifact | None:
     """:func:`current_ref` as an :class:`Artifact` (loadable), or None if never materialized."""
     ref = current_ref(store, asset, partition)
@@ -420,7 +426,8 @@ class ArtifactRefIOManager(ConfigurableIOManager):
 
     An input declared with ``AssetIn(metadata={"all_partitions": True})`` is loaded as a dict
     ``{partition_key: Artifact}`` over the upstream partitions; partitions not materialized
-    yet are left out (and logged). Any other input is one :class:`Artifact`.
+    yet are left out (and logged). Any other input is one :class:`Artifact`, or None for an
+    :func:`optional_input` not materialized yet.
     """
 
     store: ArtifactStore
@@ -447,6 +454,8 @@ class ArtifactRefIOManager(ConfigurableIOManager):
             return refs
         partition = context.asset_partition_key if context.has_asset_partitions else None
         ref = self._load_one(asset, partition)
+        if ref is None and metadata.get("optional"):
+            return None
         if ref is None:
             raise FileNotFoundError(
                 f"{asset}[{partition or '-'}] has not been materialized yet: materialize it first "

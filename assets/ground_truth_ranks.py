@@ -4,6 +4,12 @@ The table is the user's (the ``performance_table`` resource's path) when one is 
 the one ``transfer_performance`` measured. Measured columns flagged DEGENERATE (all models at
 chance, saturated, or tied within test noise) are left out of the ground truth and listed, so
 they are used neither to train nor to judge the ranker.
+
+The ``result_history`` (results reported later, :mod:`assets.result_history`) is averaged in: every
+(dataset, model) pair's accuracy is the mean of the table's value and each reported one, and the pairs
+whose values differ are listed with every value (metadata ``result_conflicts``). A new result therefore
+gives the ground truth a new data version; the ranker learns it when ``ranking_transformer`` is
+materialized again (never automatically).
 """
 
 import hashlib
@@ -18,16 +24,16 @@ from dagster import (
 )
 from upath import UPath
 
-from assets.artifacts import Artifact, all_partitions, content_hashes, materialize_asset
+from assets.artifacts import Artifact, all_partitions, content_hashes, materialize_asset, optional_input
 from assets.loaders import MEASURED_TABLE_FILE, RANKS_FILE, write_parquet
 from ml_core.artifacts import write_json
-from ml_core.ground_truth import keyed_ground_truth, measured_table
+from ml_core.ground_truth import keyed_ground_truth, measured_table, merge_history
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
 from resources.model_zoo import ModelZoo
 from resources.performance_table import PerformanceTableResource
 
-CODE_VERSION = "2"
+CODE_VERSION = "3"  # 3: the result history averaged in
 
 
 @asset(
@@ -36,10 +42,12 @@ CODE_VERSION = "2"
     kinds={"pandas", "parquet"},
     ins={
         "transfer_performance": all_partitions(all_upstream=True),
+        "result_history": optional_input(),
     },
     check_specs=[AssetCheckSpec("every_table_name_known", asset="ground_truth_ranks")],
     description="Per-dataset ranks (0 = best) and scores (z-scored accuracy) of the zoo's models, from the "
-    "user's performance table or, without one, the measured transfer_performance (degenerate datasets left out).",
+    "user's performance table or, without one, the measured transfer_performance (degenerate datasets left out), "
+    "with the results reported later (result_history) averaged in.",
 )
 def ground_truth_ranks(
     context: AssetExecutionContext,
@@ -48,6 +56,7 @@ def ground_truth_ranks(
     zoo: ModelZoo,
     catalog: DatasetCatalog,
     transfer_performance: dict[str, Artifact],
+    result_history: Artifact | None,
 ):
     model_keys = {e.name: e.key for e in zoo.entries()}
     dataset_keys = {e.name: e.key for e in catalog.entries()}
@@ -56,6 +65,8 @@ def ground_truth_ranks(
         table_input = {"table": store.fingerprints.file_sha256(performance_table.path)}
     else:
         table_input = content_hashes(dict(sorted(transfer_performance.items())), "transfer")
+    if result_history is not None:
+        table_input["result_history"] = result_history.content_hash
 
     def build(directory: UPath) -> tuple[str, dict]:
         degenerate: dict[str, str] = {}
@@ -66,6 +77,8 @@ def ground_truth_ranks(
                        for k in sorted(transfer_performance))
             table, degenerate, measured = measured_table(columns)
             write_json(directory / MEASURED_TABLE_FILE, measured)
+        history = result_history.load() if result_history is not None else None
+        table, conflicts = merge_history(table, history)
         truth = keyed_ground_truth(table, model_keys, dataset_keys)
         write_parquet(truth.frame, directory / RANKS_FILE)
         content = hashlib.sha256(pd.util.hash_pandas_object(truth.frame, index=False).values.tobytes()).hexdigest()
@@ -82,6 +95,8 @@ def ground_truth_ranks(
             "degenerate_datasets": degenerate,
             "excluded_datasets": list(truth.excluded_datasets),
             "table_report": table.report.to_dict(),
+            "n_reported_results": 0 if history is None else len(history),
+            "result_conflicts": conflicts,
         }
 
     result = materialize_asset(
@@ -112,6 +127,12 @@ def ground_truth_ranks(
         ),
         "best_model_per_dataset": MetadataValue.md(best.to_frame("best model").to_markdown()),
         "excluded_datasets": ", ".join(s.get("excluded_datasets", [])) or "none",
+        "n_reported_results": s.get("n_reported_results", 0),
+        "result_conflicts": MetadataValue.md(
+            "\n".join(f"- {c['dataset']} / {c['model']}: "
+                      + ", ".join(f"{v:.4f} ({source})" for source, v in c["values"]) + f" -> mean {c['mean']:.4f}"
+                      for c in s.get("result_conflicts", [])) or "none"
+        ),
         "table_normalisations": MetadataValue.md(
             "\n".join(f"- {note}" for note in s.get("table_report", {}).get("notes", [])) or "none"
         ),

@@ -13,6 +13,7 @@ benchmarks call) reads them with :func:`load_artifact`. No asset module imports 
 | ``model_costs`` | :class:`ml_core.weights.ModelCosts` |
 | ``dataset_tokens`` | :class:`ml_core.images.DatasetTokens` |
 | ``transfer_performance`` | ``{dataset: [records]}`` (empty when skipped: a table is given) |
+| ``result_history`` | the history frame (:data:`ml_core.ground_truth.HISTORY_COLUMNS`) |
 | ``ground_truth_ranks`` | the ground-truth frame (``ml_core.ground_truth.GROUND_TRUTH_COLUMNS`` + keys) |
 | ``ranking_transformer`` | :class:`ml_core.ranking.RankerArtifact` |
 | ``model_recommendations`` | the recommendation frame (:func:`ml_core.ranking.recommendation_table`) |
@@ -31,6 +32,7 @@ import pandas as pd
 from upath import UPath
 
 from ml_core.artifacts import read_json
+from ml_core.ground_truth import as_history
 from ml_core.images import read_dataset_tokens
 from ml_core.ranking import RankerArtifact
 from ml_core.weights import ModelCosts, ModelEmbedding, load_embedder, read_model_parameters
@@ -41,6 +43,8 @@ NO_SAMPLE_FILE = "none.txt"
 TRANSFER_TABLE_FILE = "transfer_performance.json"
 CELL_FILE = "cell.json"
 RANKS_FILE = "ground_truth_ranks.parquet"
+HISTORY_FILE = "result_history.parquet"
+HISTORY_PLOT_FILE = "growth.png"
 MEASURED_TABLE_FILE = "measured_performance.json"
 RANKER_EVALUATION_FILE = "evaluation.json"
 RECOMMENDATIONS_FILE = "recommendations.parquet"
@@ -77,6 +81,7 @@ LOADERS: dict[str, Callable[[UPath], Any]] = {
     "model_costs": lambda d: ModelCosts.from_dict(read_json(d / COSTS_FILE)),
     "dataset_tokens": lambda d: read_dataset_tokens(d / TOKENS_DIR),
     "transfer_performance": lambda d: read_json(d / TRANSFER_TABLE_FILE),
+    "result_history": lambda d: as_history(read_parquet(d / HISTORY_FILE)),
     "ground_truth_ranks": lambda d: read_parquet(d / RANKS_FILE),
     "ranking_transformer": RankerArtifact.load,
     "model_recommendations": lambda d: read_parquet(d / RECOMMENDATIONS_FILE),

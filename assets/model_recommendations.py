@@ -48,8 +48,8 @@ from resources.model_zoo import ModelZoo
 
 # 2: scores with model names (baseline features); 3: and source samples; 4: shortlist;
 # 5: coverage ties broken by the ranker whatever the float rounding
-# 6: a budget of forward passes (config forward_passes)
-CODE_VERSION = "7"  # 7: each model's costs and the Pareto front of score vs cost
+# 6: a budget of forward passes (config forward_passes); 7: each model's costs and the Pareto front of score vs cost
+CODE_VERSION = "8"  # 8: why columns (nearest datasets, their results, source similarity)
 RecommendationAssetConfig = dagster_config(RecommendationConfig(), "RecommendationAssetConfig")
 
 
@@ -171,6 +171,7 @@ def model_recommendations(
         "ranking": s.get("ranking", "ranker"),
         "forward_passes": s.get("forward_passes", 0),
         "measured_models": MetadataValue.json(s.get("measured", {})),
+        "nearest_training_datasets": ", ".join(f"{d} ({sim:.3f})" for d, sim in s.get("nearest_datasets", [])) or "none",
         "recommendations": MetadataValue.md(ranking_markdown(table, config.top_k_shown)),
     }
     if s.get("front_cost"):

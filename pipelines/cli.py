@@ -333,8 +333,14 @@ def _recommend_resources(scale: str | None) -> dict:
     return world_resources(build_world(root, scale=scale, seed=seed), ArtifactStore())
 
 
+#: what drove each row (``ml_core.ranking.explain``), as ``recommend`` prints it: column -> header
+WHY_COLUMNS = {"prior_score": "prior", "nearest_score": "nearest", "source_similarity": "source"}
+#: short headers of the printed table's columns (9 characters wide)
+HEADERS = {**WHY_COLUMNS, "latency_ms_b1": "ms/image"}
+
+
 def print_folder_recommendation(result: FolderRecommendation, top: int) -> None:
-    """The ranked zoo, the two-stage shortlist marked with ``*``."""
+    """The ranked zoo, the two-stage shortlist marked with ``*``, and what drove each row."""
     table = result.table
     layout = f"{len(result.classes)} classes" if result.labelled else "no labels"
     what = f"catalog dataset {result.dataset}" if result.dataset else "a folder the graph has never seen"
@@ -344,8 +350,12 @@ def print_folder_recommendation(result: FolderRecommendation, top: int) -> None:
                f"(encoding {result.seconds['encode']:.1f} s); * = two-stage shortlist "
                f"({int(table['shortlist'].sum())} model(s){'' if result.two_stage else ': --two-stage runs LogME on them'})")
     columns = [c for c in ("logme", "accuracy", "latency_ms_b1") if c in table and table[c].notna().any()]
+    columns += [c for c in WHY_COLUMNS if c in table]
+    if "nearest_datasets" in table and len(table) and table["nearest_datasets"].iloc[0]:
+        click.echo(f"nearest training datasets (similarity): {table['nearest_datasets'].iloc[0]}; "
+                   "prior = mean past result, nearest = results there, source = similarity to its pre-training images")
     score = "ranker_score" if result.two_stage else "score"  # the ranker's score; the order may be LogME's
-    click.echo(f"{'rank':>4s}   {'model':32s} {'ranker':>8s}" + "".join(f" {c:>9s}" for c in columns))
+    click.echo(f"{'rank':>4s}   {'model':32s} {'ranker':>8s}" + "".join(f" {HEADERS.get(c, c):>9s}" for c in columns))
     shown = table.head(top) if top > 0 else table
     for row in shown.itertuples():
         mark = "*" if row.shortlist else " "

@@ -14,6 +14,7 @@ from resources.dataset_catalog import DatasetCatalog
 from resources.image_encoder import ImageEncoderResource
 from resources.model_zoo import ModelZoo
 from resources.performance_table import PerformanceTableResource
+from resources.results_folder import ResultsFolder
 from resources.settings import executor_kind
 from worlds import World
 
@@ -27,6 +28,7 @@ def default_resources(store: ArtifactStore | None = None) -> dict[str, object]:
         "zoo": ModelZoo(),
         "catalog": DatasetCatalog(),
         "performance_table": PerformanceTableResource(),
+        "results": ResultsFolder(),
         "image_encoder": ImageEncoderResource(),
         "compute": ComputeDevice(),
     }

@@ -34,6 +34,12 @@ measure_transfer_job = define_asset_job(
     selection=AssetSelection.assets("transfer_performance"),
     description="Measure transfer accuracy on a dataset (cell cache: after a new model only its cells run).",
 )
+ingest_results_job = define_asset_job(
+    "ingest_results",
+    selection=AssetSelection.assets("result_history"),
+    description="Validate the results folder's new files and append them to the result history (requested by "
+    "results_sensor). Retraining is a separate, deliberate step: the train job.",
+)
 train_job = define_asset_job(
     "train",
     selection=AssetSelection.assets("autoencoder", "ground_truth_ranks", "ranking_transformer"),
@@ -78,6 +84,7 @@ ALL_JOBS = [
     flatten_models_job,
     dataset_tokens_job,
     measure_transfer_job,
+    ingest_results_job,
     train_job,
     recommend_job,
     score_transferability_job,
@@ -93,6 +100,7 @@ JOB_OF_ASSET: dict[str, str] = {
     "model_embeddings": embed_models_job.name,
     "model_costs": embed_models_job.name,
     "autoencoder": train_job.name,
+    "result_history": ingest_results_job.name,
     "ground_truth_ranks": train_job.name,
     "ranking_transformer": train_job.name,
     "dataset_tokens": dataset_tokens_job.name,

@@ -123,6 +123,9 @@ def _inputs(
             values[name], _ = partition_artifacts(store, upstream, registered[DIMENSIONS[upstream]])
     for name, (upstream, upstream_partition) in single_inputs(assets_def, partition).items():
         artifact = current_artifact(store, upstream, upstream_partition)
+        if artifact is None and (assets_def.op.ins[name].metadata or {}).get("optional"):
+            values[name] = None  # as the IO manager gives an optional input not materialized yet
+            continue
         if artifact is None:
             raise FileNotFoundError(f"{upstream}[{upstream_partition or '-'}] is not materialized")
         values[name] = artifact

@@ -36,6 +36,7 @@ STAGES: tuple[tuple[str, str | None], ...] = (
     ("model_embeddings", MODELS),
     ("dataset_tokens", DATASETS),
     ("transfer_performance", DATASETS),
+    ("result_history", None),
     ("ground_truth_ranks", None),
     ("embedding_probes", None),
     ("ranking_transformer", None),

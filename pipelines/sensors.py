@@ -7,6 +7,10 @@
   deleted on purpose, so the ranker and the recommendations stop offering a model that is gone;
   its artifacts stay in the store (content-addressed) and come back as cache hits if it returns.
 * ``dataset_catalog_sensor`` does the same for dataset folders and ``dataset_tokens``.
+* ``results_sensor`` watches the results folder (``MODELREC_RESULTS_DIR``): a new or changed
+  ``*.csv`` / ``*.json`` requests one ``ingest_results`` run, which validates the new files and appends
+  them to ``result_history``. It retrains nothing: ``ground_truth_ranks`` and ``ranking_transformer``
+  are materialized by the user (the ``train`` job), on purpose.
 * ``recommendations_automation`` evaluates ``model_recommendations``' automation condition:
   the recommendations refresh once new embeddings, tokens or a new ranker have landed.
 
@@ -34,12 +38,13 @@ from assets.model_parameters import model_parameters  # the asset whose cache ke
 from assets.partitions import DATASETS, MODELS, datasets_partitions, models_partitions
 from pipelines.automation_settings import sensor_status
 from pipelines.folder_watch import FolderChanges, diff_folder, file_fingerprint
-from pipelines.jobs import dataset_tokens_job, embed_models_job, flatten_models_job
+from pipelines.jobs import dataset_tokens_job, embed_models_job, flatten_models_job, ingest_results_job
 from pipelines.plan import plan_stage
 from pipelines.sensor_cursor import previous_fingerprints, record_fingerprints
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
 from resources.model_zoo import ModelZoo
+from resources.results_folder import ResultsFolder
 
 PLAN_BUDGET_SECONDS = 20.0  # of Dagster's 60 s per tick: hashing replaced checkpoints to skip unchanged ones
 
@@ -135,6 +140,27 @@ def dataset_catalog_sensor(context: SensorEvaluationContext, catalog: DatasetCat
     )
 
 
+@sensor(
+    job=ingest_results_job,
+    minimum_interval_seconds=30,
+    default_status=sensor_status(),
+    description="New or changed result files (*.csv, *.json) in the results folder: validate them and append them "
+    "to result_history (one run per change; retraining stays a deliberate step).",
+)
+def results_sensor(context: SensorEvaluationContext, results: ResultsFolder) -> SensorResult:
+    current = {path.name: file_fingerprint(path) for path in results.files()}
+    previous = previous_fingerprints(context.instance, "results_sensor", context.cursor, current)
+    # a first tick (no cursor) requests a run when there are files: the run skips what was ingested
+    changed = sorted(k for k in current if previous is None or list(previous.get(k, [])) != list(current[k]))
+    cursor = record_fingerprints(context.instance, "results_sensor", context.cursor, current)
+    runs = []
+    if changed:
+        context.log.info(f"results: {len(changed)} new or changed file(s): {changed[:10]}"
+                         + (f" (+{len(changed) - 10} more)" if len(changed) > 10 else ""))
+        runs.append(RunRequest(run_key=f"results:{cursor}", tags={"modelrec/reason": "new results"}))
+    return SensorResult(run_requests=runs, cursor=cursor)
+
+
 recommendations_automation = AutomationConditionSensorDefinition(
     "recommendations_automation",
     target=AssetSelection.assets("model_recommendations"),
@@ -143,4 +169,4 @@ recommendations_automation = AutomationConditionSensorDefinition(
     description="Refresh each dataset's recommendations when embeddings, tokens or the ranker change.",
 )
 
-ALL_SENSORS = [model_zoo_sensor, dataset_catalog_sensor, recommendations_automation]
+ALL_SENSORS = [model_zoo_sensor, dataset_catalog_sensor, results_sensor, recommendations_automation]

@@ -12,6 +12,7 @@ The defaults point at the built-in demo world that ``make demo`` builds in ``.wo
 | ``MODELREC_ZOO_MANIFEST`` | (none) | optional JSON listing architecture-named models |
 | ``MODELREC_DATASETS_DIR`` | ``<work>/demo_world/datasets`` | one ImageFolder per dataset |
 | ``MODELREC_PERFORMANCE_TABLE`` | (none: measured) | JSON or CSV table; without one, ``transfer_performance`` measures it |
+| ``MODELREC_RESULTS_DIR`` | ``<work>/results`` | fine-tune results reported later (``*.csv`` / ``*.json``), watched by ``results_sensor`` |
 | ``MODELREC_ENCODER_KIND`` | ``open_clip`` if an architecture is set, else ``efficientnet_lite0`` | image encoder kind |
 | ``MODELREC_ENCODER_ARCH`` | (none: the demo's EfficientNet-Lite0) | open_clip architecture name |
 | ``MODELREC_ENCODER_PRETRAINED`` | ``imagenet`` for EfficientNet-Lite0 | open_clip tag or local weights file |
@@ -73,6 +74,11 @@ def default_datasets_dir() -> str:
 def default_performance_table() -> str:
     """The user's table, or "" (none): then ``transfer_performance`` measures the table."""
     return setting("MODELREC_PERFORMANCE_TABLE", None) or ""
+
+
+def default_results_dir() -> str:
+    """The folder of result files a team drops after fine-tuning (``result_history`` ingests them)."""
+    return setting("MODELREC_RESULTS_DIR", work_dir() / "results") or ""
 
 
 def default_encoder() -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Shared test settings (offline, quiet, deterministic) and the worlds the test modules share."""
 
 import os
+import tempfile
 
 import pytest
 import torch
@@ -10,6 +11,8 @@ from worlds import World, build_world
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MODELREC_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
+# no test reads a developer's results folder (.work/results): a folder nobody creates, unless a test gives its own
+os.environ["MODELREC_RESULTS_DIR"] = os.path.join(tempfile.gettempdir(), f"modelrec-tests-no-results-{os.getpid()}")
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,7 @@ def test_every_asset_and_partition_materializes(pipeline_run):
         "model_embeddings": n_models,
         "dataset_tokens": n_datasets,
         "transfer_performance": n_datasets,  # skipped: the stand-in world brings its own table
+        "result_history": 1,  # empty: no result reported
         "ground_truth_ranks": 1,
         "embedding_probes": 1,
         "ranking_transformer": 1,

@@ -325,7 +325,7 @@ def test_sensors_and_schedule_run_with_successful_ticks(page, ui):
         return found if all(s["ticks"] for s in found.values()) else None
 
     found = wait_until(states, 150, "a tick of every sensor and of the schedule", every=3)
-    assert set(found) == {"model_zoo_sensor", "dataset_catalog_sensor", "recommendations_automation",
+    assert set(found) == {"model_zoo_sensor", "dataset_catalog_sensor", "results_sensor", "recommendations_automation",
                           "reembed_stale_models"}
     for name, state in found.items():
         assert state["status"] == "RUNNING", name

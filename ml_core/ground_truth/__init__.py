@@ -7,7 +7,9 @@ Imports :mod:`ml_core.artifacts`, :mod:`ml_core.weights` and :mod:`ml_core.image
   one (model, dataset) cell, and the test that a dataset's column carries ranking information;
 * :mod:`~ml_core.ground_truth.transferability`: LogME and H-score on a model's features of a target;
 * :mod:`~ml_core.ground_truth.columns`: a dataset's column of those measurements over the zoo, cell by cell;
-* :mod:`~ml_core.ground_truth.ranks`: per-dataset ranks and scores from a table.
+* :mod:`~ml_core.ground_truth.ranks`: per-dataset ranks and scores from a table;
+* :mod:`~ml_core.ground_truth.history`: results reported after the fact, validated and kept as a history
+  that the ground truth averages in.
 """
 
 from ml_core.ground_truth.columns import (
@@ -23,6 +25,23 @@ from ml_core.ground_truth.columns import (
     transferability_column,
     transferability_outcome,
     zoo_cells,
+)
+from ml_core.ground_truth.history import (
+    HISTORY_COLUMNS,
+    RESULT_SUFFIXES,
+    Ingestion,
+    KnownNames,
+    Refusal,
+    ResultFile,
+    as_history,
+    empty_history,
+    growth_plot,
+    growth_tables,
+    history_content_hash,
+    ingest_results,
+    merge_history,
+    result_conflicts,
+    validate_result_file,
 )
 from ml_core.ground_truth.ranks import (
     GROUND_TRUTH_COLUMNS,
@@ -43,6 +62,7 @@ from ml_core.ground_truth.tables import (
     check_names,
     load_performance_table,
     normalize_name,
+    read_performance_table,
 )
 from ml_core.ground_truth.transfer import (
     TRANSFER_CODE_VERSION,
@@ -75,6 +95,22 @@ from ml_core.ground_truth.transferability import (
 )
 
 __all__ = [
+    "HISTORY_COLUMNS",
+    "RESULT_SUFFIXES",
+    "Ingestion",
+    "KnownNames",
+    "Refusal",
+    "ResultFile",
+    "as_history",
+    "empty_history",
+    "growth_plot",
+    "growth_tables",
+    "history_content_hash",
+    "ingest_results",
+    "merge_history",
+    "read_performance_table",
+    "result_conflicts",
+    "validate_result_file",
     "COLUMNS",
     "GROUND_TRUTH_COLUMNS",
     "MODEL_NAME_SEPARATOR",

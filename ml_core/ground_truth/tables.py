@@ -59,6 +59,8 @@ _ACCURACY_KEYS = (
 _MODEL_TYPE_KEYS = ("modeltype", "type", "family", *_ARCHITECTURE_KEYS)
 _TRAINED_ON_KEYS = ("trainedondataset", *_SOURCE_KEYS)
 
+TABLE_SUFFIXES = (".json", ".csv", ".tsv")
+
 _SEPARATORS = re.compile(r"[\s\-./\\]+")
 _MAX_LISTED = 5
 
@@ -293,14 +295,37 @@ def load_performance_table(
     upath = as_upath(path)
     source = str(path)
     suffix = upath.suffix.lower()
-    if suffix not in (".json", ".csv", ".tsv"):
+    if suffix not in TABLE_SUFFIXES:
         raise PerformanceTableError(f"{source}: unknown format {suffix!r}; expected .json, .csv or .tsv")
     try:
-        text = upath.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise PerformanceTableError(f"{source}: not UTF-8 text ({error})") from error
+        data = upath.read_bytes()
     except OSError as error:
         raise PerformanceTableError(f"{source}: cannot read the table ({type(error).__name__}: {error})") from error
+    return read_performance_table(
+        data, suffix, source=source, dataset_column=dataset_column, model_columns=model_columns,
+        accuracy_column=accuracy_column, missing_values=missing_values,
+    )
+
+
+def read_performance_table(
+    data: bytes,
+    suffix: str,
+    *,
+    source: str,
+    dataset_column: str | None = None,
+    model_columns: str | Sequence[str] | None = None,
+    accuracy_column: str | None = None,
+    missing_values: Collection[float] = (),
+) -> PerformanceTable:
+    """:func:`load_performance_table` of bytes already read (``suffix``: ``.json``, ``.csv`` or ``.tsv``;
+    ``source``: the name errors start with), so that a caller can hash exactly the bytes it parses."""
+    suffix = suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise PerformanceTableError(f"{source}: unknown format {suffix!r}; expected .json, .csv or .tsv")
+    try:
+        text = data.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")  # as a text-mode read
+    except UnicodeDecodeError as error:
+        raise PerformanceTableError(f"{source}: not UTF-8 text ({error})") from error
     if suffix == ".json":
         if dataset_column or model_columns or accuracy_column:
             raise PerformanceTableError(f"{source}: column options apply to CSV tables only")

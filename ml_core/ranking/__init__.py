@@ -14,6 +14,7 @@ shared trainer and metrics only.
   time, and the others predicted from how results co-vary in the history;
 * :mod:`~ml_core.ranking.recommend`: the table a user reads;
 * :mod:`~ml_core.ranking.pareto`: each model's costs beside it, the Pareto front of score vs cost, budgets;
+* :mod:`~ml_core.ranking.explain`: what drove a recommendation (nearest datasets, source similarity);
 * :mod:`~ml_core.ranking.baselines`: every ranker that needs no learning.
 """
 
@@ -40,6 +41,7 @@ from ml_core.ranking.features import (
 from ml_core.ranking.losses import TemperatureSchedule, list_mle_loss, pairwise_logistic_loss
 from ml_core.ranking.models import RankerConfig, RankingCrossAttentionTransformer
 from ml_core.ranking.pareto import COST_COLUMNS, BudgetFilter, front_plot, pareto_front, with_costs, within_budget
+from ml_core.ranking.explain import RankingExplanation, explain_ranking, nearest_datasets
 from ml_core.ranking.recommend import Recommendation, RecommendationConfig, recommend, recommendation_table
 from ml_core.ranking.budget import BudgetConfig, BudgetedRanking, budgeted_ranking
 from ml_core.ranking.shortlist import (
@@ -71,6 +73,9 @@ __all__ = [
     "pareto_front",
     "with_costs",
     "within_budget",
+    "RankingExplanation",
+    "explain_ranking",
+    "nearest_datasets",
     "FEATURE_NAMES",
     "HISTORY_FEATURES",
     "N_BASELINE_FEATURES",

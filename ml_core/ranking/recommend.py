@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml_core.images import DatasetTokens
+from ml_core.images import DatasetTokens, dataset_descriptor
 from ml_core.metrics import ranking_report, ranks_from_scores
 from ml_core.ranking.baselines import data_free_prior
 from ml_core.ranking.budget import BudgetConfig, Method, Selection, budgeted_ranking
 from ml_core.ranking.data import accuracy_matrix
+from ml_core.ranking.explain import RankingExplanation, explain_ranking
 from ml_core.ranking.shortlist import default_shortlist_size, two_stage_shortlist
 from ml_core.ranking.training import RankerArtifact
 
@@ -26,13 +27,17 @@ def recommendation_table(
     accuracy: np.ndarray | None = None,
     shortlist: np.ndarray | None = None,
     measured: dict[int, float] | None = None,
+    explanation: RankingExplanation | None = None,
 ) -> pd.DataFrame:
     """One row per model, best first: ``rank`` (0 = best), ``model``, ``score`` (higher = better).
 
     Optional columns: ``shortlist`` (True for the models a two-stage run should pass through LogME,
     given as their indices), ``measured`` / ``measured_value`` (the models a budgeted run measured on
     the target, ``{index: proxy value}``, in the order they were measured), ``prior_score`` (the
-    data-free prior, for comparison), ``accuracy`` and ``true_rank`` when the dataset's results are known.
+    data-free prior, for comparison), ``accuracy`` and ``true_rank`` when the dataset's results are known;
+    with an ``explanation`` (:mod:`ml_core.ranking.explain`), what drove each score: ``nearest_datasets``
+    (the nearest training datasets and their similarity, the same on every row), ``nearest_score`` (the
+    model's results there) and ``source_similarity``.
     """
     scores = np.asarray(scores, dtype=np.float64)
     frame = pd.DataFrame({"model": model_names, "score": scores})
@@ -45,6 +50,10 @@ def recommendation_table(
         frame["measured_value"] = [measured.get(j, np.nan) for j in range(len(scores))]
     if prior_scores is not None:
         frame["prior_score"] = np.asarray(prior_scores, dtype=np.float64)
+    if explanation is not None:
+        frame["nearest_datasets"] = explanation.nearest_text()
+        frame["nearest_score"] = explanation.nearest_score
+        frame["source_similarity"] = explanation.source_similarity
     if accuracy is not None:
         acc = np.asarray(accuracy, dtype=np.float64)
         frame["accuracy"] = acc
@@ -119,7 +128,9 @@ def recommend(
 
     Beside the score: the data-free prior of the ranker's training datasets, the dataset's measured
     accuracies when the ground truth ``ranks`` has them (then the ranking's metrics go in the summary),
-    and the two-stage shortlist (the ranker's top picks, then the coverage of past results).
+    the two-stage shortlist (the ranker's top picks, then the coverage of past results), and what drove
+    each score (:func:`~ml_core.ranking.explain.explain_ranking`: nearest training datasets, the model's
+    results there, its source similarity; the prior is ``prior_score``).
     """
     scores = ranker_scores = ranker.score(tokens, model_tokens, model_names, model_sources)
     measured = None
@@ -136,8 +147,9 @@ def recommend(
     accuracy = accuracy_matrix(ranks, [dataset], model_names)[0] if dataset in labelled else None
     k = config.shortlist_size or default_shortlist_size(len(model_names))
     short = two_stage_shortlist(scores, ranker.history(model_names), k)
+    why = explain_ranking(ranker.reference, dataset_descriptor(tokens), model_names, model_sources)
     table = recommendation_table(model_names, scores, prior_scores=prior, accuracy=accuracy, shortlist=short,
-                                 measured=measured)
+                                 measured=measured, explanation=why)
     summary: dict[str, Any] = {
         "n_models": len(model_names),
         "split": splits.get(dataset, "unlabelled"),
@@ -147,6 +159,7 @@ def recommend(
         else "ranker",
         "forward_passes": config.forward_passes,
         "measured": {model_names[j]: float(v) for j, v in (measured or {}).items()},
+        "nearest_datasets": [[name, sim] for name, sim in why.nearest],
     }
     if accuracy is not None and np.sum(~np.isnan(accuracy)) >= 2:
         summary["ranker"] = ranking_report(accuracy, ranker_scores)
