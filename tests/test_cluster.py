@@ -1,6 +1,7 @@
 """The reduced world end to end on a cluster: a PostgreSQL instance (a fresh database), 2 Celery
-workers (RabbitMQ), artifacts on S3 (moto's server on loopback); then two runs of one partition at
-once, and a worker killed with SIGKILL in the middle of a step.
+workers (RabbitMQ), artifacts on S3 (moto's server on loopback); the same data versions as a local,
+in-process run on the same inputs. Then two runs of one partition at once, and a worker killed with
+SIGKILL in the middle of a step.
 
 Every service is required: a missing PostgreSQL or RabbitMQ fails the module (``.ci/run`` starts
 them where the machine does not run them).
@@ -17,18 +18,36 @@ import pytest
 from dagster import DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
+from assets.artifacts import current_ref
 from ml_core.artifacts import MANIFEST_NAME, read_json, read_manifest
 from pipelines import cluster
 from pipelines.definitions import default_resources
 from pipelines.executors import celery_config
 from pipelines.runner import materialize_all
 from resources import settings
-from tests.pipeline_helpers import FAST_RUN_CONFIG, world_env
+from tests.pipeline_helpers import FAST_RUN_CONFIG, resources_for, world_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 RUN_CONFIG = json.loads(json.dumps(FAST_RUN_CONFIG))
 RUN_CONFIG["ops"]["transfer_performance"] = {"config": {"protocol": {"epochs": 2, "min_steps": 10}}}
 N_WORKERS = 2
+
+
+def _versions(records):
+    return {(r.asset, r.partition): r.data_version for r in records}
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory, reduced_world):
+    """The reference: the same world, in this process, on a local folder and an ephemeral instance."""
+    root = tmp_path_factory.mktemp("cluster_local")
+    instance = DagsterInstance.ephemeral()
+    # This process keeps its BLAS threads (the workers run with OMP_NUM_THREADS=1): the scores are computed
+    # on one BLAS thread whatever the process's setting. Torch runs on one intra-op thread on both sides
+    # (``one_torch_thread`` here, OMP_NUM_THREADS=1 on the workers): the trained and encoded assets'
+    # floats depend on torch's thread count (see the README).
+    return materialize_all(instance, resources=resources_for(reduced_world, root / "artifacts"),
+                           run_config=RUN_CONFIG, executor="in_process")
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +86,30 @@ def cluster_run(services):
     start = time.perf_counter()
     records = materialize_all(services["instance"], resources=default_resources(), run_config=RUN_CONFIG, executor="celery")
     return {"records": records, "seconds": time.perf_counter() - start}
+
+
+def _succeeded_tasks(service) -> int:
+    return service.log.read_text(errors="replace").count("] succeeded in ")
+
+
+def test_the_cluster_run_gives_the_local_data_versions(local_run, cluster_run, services):
+    cluster_versions, local_versions = _versions(cluster_run["records"]), _versions(local_run)
+    assert set(cluster_versions) == set(local_versions)
+    assert all(cluster_versions.values())
+    assert cluster_versions == local_versions
+    assert all(r.launched for r in cluster_run["records"])
+    # the steps ran on the workers (both of them), and the runs are recorded in PostgreSQL
+    assert all(_succeeded_tasks(w) > 0 for w in services["workers"]), [w.log for w in services["workers"]]
+    runs = services["instance"].get_runs()
+    assert len(runs) == len({(r.asset, r.partition) for r in cluster_run["records"]})
+    assert type(services["instance"].run_storage).__name__ == "PostgresRunStorage"
+    # every artifact the refs point at is published (manifest) on S3
+    store = services["store"]
+    assert store.root_path.protocol == "s3"
+    for record in cluster_run["records"]:
+        ref = current_ref(store, record.asset, record.partition)  # its own folder, or a shared one (source samples)
+        manifest = read_manifest(ref.directory(store))
+        assert manifest is not None and manifest["content_hash"] == record.data_version, (record, ref)
 
 
 def _artifact_dirs(store, asset, partition):
