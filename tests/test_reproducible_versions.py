@@ -67,3 +67,18 @@ def test_the_column_hash_reads_the_scores_not_the_seconds():
     assert transferability_content(scores, problems) == transferability_content(slower, problems)
     assert transferability_content(scores, problems) != transferability_content(other, problems)
     assert transferability_content(scores, problems) != transferability_content(scores, {})
+
+
+def test_the_evaluation_hash_reads_the_rows_not_their_seconds():
+    import pandas as pd
+
+    from ml_core.evaluation import EvaluationResult
+
+    rows = pd.DataFrame({"dataset": ["a", "b"], "method": ["prior", "logme"], "weighted_tau_truth": [0.4, 0.5],
+                         "seconds": [0.0, 1.25]})
+    result = EvaluationResult(rows=rows, selected_variant="base", variant_validation={})
+    slower = EvaluationResult(rows=rows.assign(seconds=[0.0, 9.5]), selected_variant="base", variant_validation={})
+    better = EvaluationResult(rows=rows.assign(weighted_tau_truth=[0.4, 0.6]), selected_variant="base",
+                              variant_validation={})
+    assert result.content_hash() == slower.content_hash()
+    assert result.content_hash() != better.content_hash()
