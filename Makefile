@@ -11,8 +11,10 @@ export DAGSTER_HOME ?= $(WORK)/dagster_home
 export HF_HUB_OFFLINE ?= 1
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
+WORKERS ?= 2
+CLUSTER_DIR ?= $(WORK)/cluster
 
-.PHONY: install demo test ui validate clean-work
+.PHONY: install demo test ui validate clean-work cluster cluster-stop
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +37,12 @@ ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml  ## Dagster UI + daemon (sensors, sche
 
 validate: $(STAMP) $(DAGSTER_HOME)/dagster.yaml  ## check the Dagster definitions load
 	$(BIN)/dagster definitions validate -w workspace.yaml
+
+cluster: $(STAMP)  ## webserver + daemon on PostgreSQL, $(WORKERS) Celery workers, artifacts on S3 (all on 127.0.0.1)
+	$(BIN)/python -m pipelines.cluster start --run-dir $(CLUSTER_DIR) --workers $(WORKERS) --port $(UI_PORT)
+
+cluster-stop:  ## stop every process `make cluster` started, by its PID
+	$(BIN)/python -m pipelines.cluster stop --run-dir $(CLUSTER_DIR)
 
 clean-work:  ## delete the working folder (artifacts, instance, generated world)
 	rm -rf $(WORK)

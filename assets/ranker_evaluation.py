@@ -119,8 +119,7 @@ def ranker_evaluation(
                                                          "folds": result.folds})
         with (directory / EVALUATION_PLOT_FILE).open("wb") as handle:
             evaluation_plot(result, handle)
-        content = hashlib.sha256(pd.util.hash_pandas_object(result.rows, index=False).values.tobytes()).hexdigest()
-        return content, {"selected_variant": result.selected_variant,
+        return result.content_hash(), {"selected_variant": result.selected_variant,
                          "variant_validation": result.variant_validation,
                          "selected_shortlist": result.selected_shortlist,
                          "selected_priors": result.selected_priors, "selected_budget": result.selected_budget,

@@ -19,12 +19,13 @@ from assets.artifacts import materialize_cached
 from assets.loaders import CELL_FILE
 from ml_core.artifacts import stable_json, write_json
 from ml_core.ground_truth import LabelledImages, TransferabilityConfig, ZooCell, load_split, scoring_images
-from ml_core.ground_truth import transferability_outcome
+from ml_core.ground_truth import transferability_outcome, without_timings
 from resources.artifact_store import ArtifactStore
 
 CELL_ASSET = "transferability_cell"
-# 3: one content fingerprint per dataset and per checkpoint; 4: the linear probe beside LogME and H-score
-CELL_CODE_VERSION = "4"
+# 3: one content fingerprint per dataset and per checkpoint; 4: the linear probe beside LogME and H-score;
+# 5: scores computed on one BLAS thread (bitwise the same in every process), seconds not hashed
+CELL_CODE_VERSION = "5"
 
 
 def dataset_images(path: Any, config: TransferabilityConfig) -> Callable[[], LabelledImages]:
@@ -47,7 +48,7 @@ def cached_cell(store: ArtifactStore, cell: ZooCell, dataset_key: str, dataset_f
     def build(directory: UPath) -> tuple[str, dict]:
         outcome = transferability_outcome(cell, images)
         write_json(directory / CELL_FILE, outcome)
-        return hashlib.sha256(stable_json(outcome).encode()).hexdigest(), outcome
+        return hashlib.sha256(stable_json(without_timings(outcome)).encode()).hexdigest(), outcome
 
     result = materialize_cached(
         store, asset=CELL_ASSET, partition=dataset_key, code_version=CELL_CODE_VERSION, config=asdict(config),

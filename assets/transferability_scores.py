@@ -7,8 +7,6 @@ model costs its own cells only. The time of each forward pass is recorded: it is
 user would pay to rank the zoo this way.
 """
 
-import hashlib
-
 from dagster import AllPartitionMapping, AssetDep, AssetExecutionContext, MetadataValue
 from upath import UPath
 
@@ -17,14 +15,23 @@ from assets.configs import dagster_config
 from assets.loaders import SCORES_FILE
 from assets.partitions import asset_one_partition_per_run, datasets_partitions
 from assets.transferability_cells import cached_cell, dataset_images
-from ml_core.artifacts import stable_json, write_json
-from ml_core.ground_truth import TransferabilityConfig, ZooCell, column_inputs, transferability_column, zoo_cells
+from ml_core.artifacts import write_json
+from ml_core.ground_truth import (
+    TransferabilityConfig,
+    ZooCell,
+    column_inputs,
+    transferability_column,
+    transferability_content,
+    zoo_cells,
+)
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
 from resources.model_zoo import ModelZoo
 
-# 2: Ledoit-Wolf shrunk H-score; 3: one content fingerprint per dataset and per checkpoint
-CODE_VERSION = "4"  # 4: a 4-fold linear probe's accuracy beside LogME and H-score
+# 2: Ledoit-Wolf shrunk H-score; 3: one content fingerprint per dataset and per checkpoint; 4: a 4-fold
+# linear probe's accuracy beside LogME and H-score; 5: the data version leaves out the forward passes'
+# seconds and the scores are computed on one BLAS thread, so that every run gives the same data version
+CODE_VERSION = "5"
 TransferabilityAssetConfig = dagster_config(TransferabilityConfig(), "TransferabilityAssetConfig")
 
 
@@ -57,9 +64,10 @@ def transferability_scores(
     def build(directory: UPath) -> tuple[str, dict]:
         scores, problems, hits = transferability_column(cells, score)
         write_json(directory / SCORES_FILE, {"scores": scores, "problems": problems})
-        content = hashlib.sha256(stable_json([scores, problems]).encode()).hexdigest()
-        return content, {"n_scored": len(scores), "n_cells_cached": hits, "problems": problems,
-                         "forward_seconds": sum(s["forward_seconds"] for s in scores.values())}
+        return transferability_content(scores, problems), {
+            "n_scored": len(scores), "n_cells_cached": hits, "problems": problems,
+            "forward_seconds": sum(s["forward_seconds"] for s in scores.values()),
+        }
 
     result = materialize_asset(
         context, store, config=config.model_dump(), inputs={"dataset": dataset_fp} | column_inputs(cells),

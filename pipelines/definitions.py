@@ -1,5 +1,7 @@
 """The Dagster code location: assets, resources, jobs, sensors, schedules. ``workspace.yaml`` loads ``defs``."""
 
+import os
+
 from dagster import Definitions
 
 from assets import ALL_ASSETS, ALL_SOURCES
@@ -50,6 +52,27 @@ def world_resources(world: World, store: ArtifactStore | None = None) -> dict[st
             model_config_file=spec.model_config_file,
             image_size=spec.image_size,
         ),
+    }
+
+
+def world_env(world: World, artifact_root: str | os.PathLike[str]) -> dict[str, str]:
+    """:func:`world_resources` as environment variables (``resources/settings.py``'s), for the processes
+    that build their resources from the environment: the Dagster CLI, the daemon, Celery workers."""
+    spec = world.encoder_spec
+
+    def text(value: object) -> str:
+        return "" if value is None else str(value)
+
+    return {
+        "MODELREC_ARTIFACT_ROOT": str(artifact_root),
+        "MODELREC_ZOO_DIR": str(world.zoo_dir),
+        "MODELREC_DATASETS_DIR": str(world.datasets_dir),
+        "MODELREC_PERFORMANCE_TABLE": text(world.table_path),
+        "MODELREC_ENCODER_KIND": spec.kind,
+        "MODELREC_ENCODER_ARCH": spec.architecture,
+        "MODELREC_ENCODER_PRETRAINED": text(spec.pretrained),
+        "MODELREC_ENCODER_CONFIG": text(spec.model_config_file),
+        "MODELREC_ENCODER_IMAGE_SIZE": text(spec.image_size),
     }
 
 

@@ -2,29 +2,72 @@
 
 * unset: Dagster's default (multiprocess, or in-process for a single step), as on one machine;
 * ``in_process`` / ``multiprocess``: Dagster's own executors, named explicitly;
+* ``celery``: every step a task on Celery workers (``dagster_celery.celery_executor``), configured by
+  ``deploy/cluster/celery.yaml``, the same file the workers start from, so the two sides cannot
+  disagree; broker and backend from ``MODELREC_CELERY_BROKER`` / ``MODELREC_CELERY_BACKEND``;
 * ``k8s``: every step a Kubernetes Job (``dagster_k8s.k8s_job_executor``), configured by
   ``deploy/k8s/executor.yaml`` (its ``execution.config``, fixed when the code location loads).
 
 The setting is read in ``resources/settings.py``; :func:`executor_for` is what ``Definitions`` gets.
+On the executors whose steps run in other processes or machines (Celery, k8s), the graph's jobs get
+:data:`TRANSIENT_RETRY` (:func:`step_retry_policy`). The runner (``materialize_all``) launches one run per
+stage and partition; on Celery each run is a job a worker can rebuild from this module (:func:`stage_job`,
+reconstructable by name).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from dagster import ExecutorDefinition, in_process_executor, multiprocess_executor
+from dagster import (
+    AssetSelection,
+    Backoff,
+    DagsterInstance,
+    Definitions,
+    ExecutorDefinition,
+    JobDefinition,
+    RetryPolicy,
+    define_asset_job,
+    execute_job,
+    in_process_executor,
+    multiprocess_executor,
+)
+from dagster._core.definitions.reconstruct import build_reconstructable_job
 
+from assets import ALL_ASSETS, ALL_SOURCES
+from resources import settings
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 #: the k8s_job_executor's configuration, beside the Helm values (``deploy/k8s/values.yaml``)
-K8S_EXECUTOR_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "executor.yaml"
+K8S_EXECUTOR_CONFIG = DEPLOY / "k8s" / "executor.yaml"
+#: the Celery executor's configuration, read by the jobs and by ``dagster-celery worker start -y``
+CELERY_CONFIG_FILE = DEPLOY / "cluster" / "celery.yaml"
+
+#: A step that fails (an object-store or database error that may be transient, a lost worker) runs again,
+#: twice at most, after 2 then 4 seconds. Safe because publication is idempotent: a retry of a step whose
+#: artifact was published finds it (a cache hit), and a half-written one was never published.
+TRANSIENT_RETRY = RetryPolicy(max_retries=2, delay=2.0, backoff=Backoff.EXPONENTIAL)
+#: executors whose steps run in other processes or machines, where a failure may be transient
+REMOTE_EXECUTORS = ("celery", "k8s")
+
+
+def execution_config(path: Path) -> dict[str, Any]:
+    """The ``execution.config`` section of an executor's YAML file."""
+    document = yaml.safe_load(path.read_text()) or {}
+    return dict((document.get("execution") or {}).get("config") or {})
 
 
 def k8s_executor_config(path: Path = K8S_EXECUTOR_CONFIG) -> dict[str, Any]:
-    """The ``execution.config`` section of the k8s executor's YAML file."""
-    document = yaml.safe_load(path.read_text()) or {}
-    return dict((document.get("execution") or {}).get("config") or {})
+    """The k8s executor's ``execution.config``."""
+    return execution_config(path)
+
+
+def celery_config(path: Path = CELERY_CONFIG_FILE) -> dict[str, Any]:
+    """The Celery executor's ``execution.config``, with the broker and backend from the environment."""
+    return execution_config(path) | {"broker": settings.celery_broker(), "backend": settings.celery_backend()}
 
 
 def _k8s() -> ExecutorDefinition:
@@ -33,12 +76,19 @@ def _k8s() -> ExecutorDefinition:
     return k8s_job_executor.configured(k8s_executor_config(), name="k8s")
 
 
-#: setting -> executor (None: Dagster's default). The Celery option adds its own entry here.
+def _celery() -> ExecutorDefinition:
+    from dagster_celery import celery_executor  # the cluster extra: imported only when selected
+
+    return celery_executor.configured(celery_config(), name="celery")
+
+
+#: setting -> executor (None: Dagster's default)
 EXECUTORS: dict[str, Callable[[], ExecutorDefinition | None]] = {
     "": lambda: None,
     "default": lambda: None,
     "in_process": lambda: in_process_executor,
     "multiprocess": lambda: multiprocess_executor,
+    "celery": _celery,
     "k8s": _k8s,
 }
 
@@ -51,3 +101,45 @@ def executor_for(kind: str) -> ExecutorDefinition | None:
         known = ", ".join(k for k in EXECUTORS if k)
         raise ValueError(f"MODELREC_EXECUTOR={kind!r}: unknown executor (known: {known})") from None
     return make()
+
+
+def graph_executor() -> ExecutorDefinition | None:
+    """The executor of the graph's jobs, from ``MODELREC_EXECUTOR``."""
+    return executor_for(settings.executor_kind())
+
+
+def step_retry_policy() -> RetryPolicy | None:
+    """The graph's jobs' step retry policy: :data:`TRANSIENT_RETRY` on Celery and k8s; none locally (a failed
+    step there is a bad input, reported at once). Read when :mod:`pipelines.jobs` is imported: each process
+    of a cluster (webserver, daemon, workers) starts with ``MODELREC_EXECUTOR`` set."""
+    return TRANSIENT_RETRY if settings.executor_kind() in REMOTE_EXECUTORS else None
+
+
+def stage_job_name(asset: str) -> str:
+    return f"stage__{asset}"
+
+
+def stage_job(asset: str) -> JobDefinition:
+    """One asset's job (any of its partitions) with the graph's executor and resources from the
+    environment: what a worker rebuilds to run a step of :func:`launch_stage`'s runs."""
+    from pipelines.definitions import default_resources
+
+    job = define_asset_job(stage_job_name(asset), selection=AssetSelection.assets(asset), op_retry_policy=step_retry_policy())
+    definitions = Definitions(assets=[*ALL_SOURCES, *ALL_ASSETS], jobs=[job], resources=default_resources(),
+                              executor=graph_executor())
+    return definitions.resolve_job_def(stage_job_name(asset))
+
+
+def launch_stage(
+    instance: DagsterInstance,
+    asset: str,
+    partition: str | None,
+    run_config: Mapping[str, Any],
+    tags: Mapping[str, str],
+) -> Any:
+    """Run ``asset[partition]`` as a run of :func:`stage_job` on ``instance`` (with the graph's executor:
+    on Celery the steps run on the workers, which rebuild the job from this module). Returns the
+    run's result (``success``, ``all_events``, ``get_asset_materialization_events()``)."""
+    job = build_reconstructable_job("pipelines.executors", "stage_job", reconstructable_args=(asset,))
+    run_tags = dict(tags) | ({"dagster/partition": partition} if partition is not None else {})
+    return execute_job(job, instance=instance, run_config=dict(run_config), tags=run_tags, raise_on_error=False)

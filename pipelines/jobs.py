@@ -8,57 +8,67 @@ read the user's files first observe them (the source assets ``model_checkpoints`
 
 from dagster import AssetSelection, OpExecutionContext, define_asset_job, job, op
 
+from pipelines.executors import step_retry_policy
 from pipelines.registration import register_partitions
 
 embed_models_job = define_asset_job(
     "embed_models",
     selection=AssetSelection.assets("model_checkpoints", "model_parameters", "model_source_tokens", "model_embeddings",
                                     "model_costs"),
+    op_retry_policy=step_retry_policy(),
     description="Observe a model's checkpoint, flatten and embed it, encode its source sample and measure its costs "
     "(one run per model partition).",
 )
 flatten_models_job = define_asset_job(
     "flatten_models",
     selection=AssetSelection.assets("model_checkpoints", "model_parameters", "model_source_tokens", "model_costs"),
+    op_retry_policy=step_retry_policy(),
     description="Observe a model's checkpoint, flatten it into chunks, encode its source sample and measure its "
     "costs (one run per model partition); used before an autoencoder exists.",
 )
 dataset_tokens_job = define_asset_job(
     "dataset_tokens_job",
     selection=AssetSelection.assets("image_folders", "dataset_tokens", "transfer_performance"),
+    op_retry_policy=step_retry_policy(),
     description="Observe a dataset's image folder, encode its images into tokens and, when no performance table "
     "is configured, measure every model's transfer to it (one run per dataset partition).",
 )
 measure_transfer_job = define_asset_job(
     "measure_transfer",
     selection=AssetSelection.assets("transfer_performance"),
+    op_retry_policy=step_retry_policy(),
     description="Measure transfer accuracy on a dataset (cell cache: after a new model only its cells run).",
 )
 ingest_results_job = define_asset_job(
     "ingest_results",
     selection=AssetSelection.assets("result_history"),
+    op_retry_policy=step_retry_policy(),
     description="Validate the results folder's new files and append them to the result history (requested by "
     "results_sensor). Retraining is a separate, deliberate step: the train job.",
 )
 train_job = define_asset_job(
     "train",
     selection=AssetSelection.assets("autoencoder", "ground_truth_ranks", "ranking_transformer"),
+    op_retry_policy=step_retry_policy(),
     description="Train the autoencoder, rank the performance table, train the ranker (unpartitioned assets).",
 )
 recommend_job = define_asset_job(
     "recommend",
     selection=AssetSelection.assets("model_recommendations"),
+    op_retry_policy=step_retry_policy(),
     description="Rank the zoo for a dataset (one run per dataset partition).",
 )
 score_transferability_job = define_asset_job(
     "score_transferability",
     selection=AssetSelection.assets("transferability_scores"),
+    op_retry_policy=step_retry_policy(),
     description="LogME, H-score and a linear probe of every model on a dataset (one run per dataset partition; "
     "the baselines of the evaluation).",
 )
 evaluate_job = define_asset_job(
     "evaluate",
     selection=AssetSelection.assets("embedding_probes", "ranker_evaluation"),
+    op_retry_policy=step_retry_policy(),
     description="What the model embeddings predict on held-out models, and the ranker on held-out dataset "
     "families against the priors and LogME (unpartitioned assets).",
 )

@@ -21,9 +21,11 @@ from assets import ALL_ASSETS
 from assets.partitions import DATASETS, MODELS
 from ml_core.progress import progress, progress_disabled
 from pipelines.definitions import build_definitions, default_resources
+from pipelines.executors import launch_stage
 from pipelines.jobs import JOB_OF_ASSET, OBSERVES
 from pipelines.plan import PartitionPlan, plan_stage, single_inputs
 from pipelines.registration import register_partitions
+from resources import settings
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +124,7 @@ def materialize_all(
     log_level: str = "WARNING",
     only_partitions: Mapping[str, Sequence[str]] | None = None,
     plan: bool = True,
+    executor: str | None = None,
 ) -> list[MaterializationRecord]:
     """Register partitions, then materialize every stage (every partition that is not fresh); returns
     what happened, fresh partitions included (``launched=False``).
@@ -133,7 +136,13 @@ def materialize_all(
     ``run_config`` is a Dagster run config whose ``ops`` entries are passed to the matching asset.
     ``only_partitions`` (``{"models": [...]}``) restricts a partition dimension to those keys.
     ``plan=False`` launches a run for every partition (each still a cache hit when nothing changed).
+    ``executor`` (default ``MODELREC_EXECUTOR``): ``in_process`` runs each step in this process with
+    ``resources``; ``celery`` launches each run on ``instance`` with the Celery executor
+    (:func:`pipelines.executors.launch_stage`): the workers build their resources from their own
+    environment, which must describe the same world and store as ``resources``. Runs are launched one
+    at a time either way (a run's steps may still run side by side on the workers).
     """
+    on_workers = (settings.executor_kind() if executor is None else executor) == "celery"
     resources = dict(resources or default_resources())
     registration = register_partitions(instance, resources["zoo"], resources["catalog"])
     logger.info(
@@ -161,6 +170,9 @@ def materialize_all(
             _log_plan(asset, plans, time.perf_counter() - start)
         else:
             plans = [PartitionPlan(asset, key, True, "planning off") for key in keys]
+        asset_config = _asset_run_config(run_config, asset, log_level)
+        # one run at a time, also on workers: runs launched side by side from threads of this process
+        # hung (2026-12-03: 5 runs of one stage, 1 started, no step reached a worker)
         for step in progress(plans, desc=asset, unit="partition", leave=False, disable=progress_disabled() or
                              not any(p.run for p in plans)):
             key = step.partition
@@ -171,7 +183,10 @@ def materialize_all(
             if blocked is not None:
                 failures.append(PartitionFailure(asset, key, f"not run: its input {blocked} failed"))
                 continue
-            result = _launch(jobs, instance, asset, key, _asset_run_config(run_config, asset, log_level))
+            if on_workers:
+                result = launch_stage(instance, asset, key, asset_config, {"modelrec/stage": asset})
+            else:
+                result = _launch(jobs, instance, asset, key, asset_config)
             if not result.success:
                 failures.append(PartitionFailure(asset, key, failure_reason(result)))
                 logger.warning("%s", failures[-1])

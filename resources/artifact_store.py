@@ -18,11 +18,11 @@ from upath import UPath
 from ml_core.artifacts import (
     STALE_AFTER_SECONDS,
     FingerprintCache,
-    as_upath,
     collect_stale_temporaries,
     is_safe_key,
     read_manifest,
     redact_url,
+    store_root,
 )
 from resources.settings import default_artifact_root
 
@@ -50,7 +50,7 @@ class ArtifactStore(ConfigurableResource):
 
     @property
     def root_path(self) -> UPath:
-        return as_upath(self.root)
+        return store_root(self.root)
 
     @property
     def fingerprints(self) -> FingerprintCache:

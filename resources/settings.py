@@ -21,7 +21,10 @@ The defaults point at the built-in demo world that ``make demo`` builds in ``.wo
 | ``MODELREC_DEVICE`` | ``cpu`` | torch device for the heavy steps |
 | ``MODELREC_ALLOW_DOWNLOAD`` | off | let open_clip download a tag's weights (never with ``HF_HUB_OFFLINE`` or ``MODELREC_OFFLINE``) |
 | ``MODELREC_AUTOMATION`` | ``on`` | sensors, the schedule and declarative automation start RUNNING (``off``: STOPPED) |
-| ``MODELREC_EXECUTOR`` | (none: Dagster's default) | the executor of the graph's jobs: ``in_process``, ``multiprocess``, ``k8s`` (``pipelines/executors.py``) |
+| ``MODELREC_EXECUTOR`` | (none: Dagster's default) | the executor of the graph's jobs: ``in_process``, ``multiprocess``, ``celery``, ``k8s`` (``pipelines/executors.py``) |
+| ``MODELREC_CELERY_BROKER`` | ``pyamqp://guest@127.0.0.1:5672//`` | the Celery broker (RabbitMQ, or ``redis://...``) |
+| ``MODELREC_CELERY_BACKEND`` | ``rpc://`` | the Celery result backend |
+| ``DAGSTER_POSTGRES_HOST`` / ``_PORT`` / ``_USER`` / ``_PASSWORD`` / ``_DB`` | ``127.0.0.1`` / ``5432`` / ``postgres`` / empty / ``modelrec`` | the cluster instance's PostgreSQL (``deploy/cluster/dagster.yaml`` reads the same variables) |
 
 This is the only module that reads the environment for a setting (tqdm reads its own ``TQDM_DISABLE``).
 """
@@ -131,3 +134,25 @@ def executor_kind() -> str:
 def reembed_cron() -> str:
     """``MODELREC_REEMBED_CRON``: when the re-embedding schedule ticks (default ``15 * * * *``, hourly)."""
     return setting("MODELREC_REEMBED_CRON", "15 * * * *") or "15 * * * *"
+
+
+def celery_broker() -> str:
+    """``MODELREC_CELERY_BROKER``: RabbitMQ on 127.0.0.1 by default (``redis://...`` works too)."""
+    return setting("MODELREC_CELERY_BROKER", "pyamqp://guest@127.0.0.1:5672//") or ""
+
+
+def celery_backend() -> str:
+    """``MODELREC_CELERY_BACKEND``: Celery's result backend (``rpc://`` by default)."""
+    return setting("MODELREC_CELERY_BACKEND", "rpc://") or ""
+
+
+def postgres_env() -> dict[str, str]:
+    """The ``DAGSTER_POSTGRES_*`` variables that ``deploy/cluster/dagster.yaml`` reads, with their
+    defaults filled in (a local PostgreSQL with trust authentication)."""
+    defaults = {"HOST": "127.0.0.1", "PORT": "5432", "USER": "postgres", "PASSWORD": "", "DB": "modelrec"}
+    return {f"DAGSTER_POSTGRES_{k}": os.environ.get(f"DAGSTER_POSTGRES_{k}", v) for k, v in defaults.items()}
+
+
+def environment() -> dict[str, str]:
+    """A copy of the whole environment, for starting the cluster's processes (they inherit it)."""
+    return dict(os.environ)

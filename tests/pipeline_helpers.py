@@ -4,9 +4,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pipelines.definitions import world_resources
+from pipelines.definitions import world_env, world_resources
 from resources.artifact_store import ArtifactStore
 from worlds import World, build_world
+
+__all__ = ["FAST_RUN_CONFIG", "copy_world", "resources_for", "world_env"]
 
 # Small but real settings: the same code paths, fewer epochs.
 FAST_RUN_CONFIG: dict[str, Any] = {
@@ -36,17 +38,3 @@ def copy_world(world: World, root: Path) -> World:
 
 def resources_for(world: World, artifact_root: Path) -> dict[str, Any]:
     return world_resources(world, ArtifactStore(root=str(artifact_root)))
-
-
-def world_env(world: World, artifact_root: Path) -> dict[str, str]:
-    """The same configuration as environment variables (for the Dagster CLI)."""
-    spec = world.encoder_spec
-    return {
-        "MODELREC_ARTIFACT_ROOT": str(artifact_root),
-        "MODELREC_ZOO_DIR": str(world.zoo_dir),
-        "MODELREC_DATASETS_DIR": str(world.datasets_dir),
-        "MODELREC_PERFORMANCE_TABLE": str(world.table_path),
-        "MODELREC_ENCODER_ARCH": spec.architecture,
-        "MODELREC_ENCODER_PRETRAINED": str(spec.pretrained),
-        "MODELREC_ENCODER_CONFIG": str(spec.model_config_file),
-    }

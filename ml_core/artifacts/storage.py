@@ -64,12 +64,24 @@ def is_local(path: UPath) -> bool:
     return getattr(path, "protocol", "") in ("", "file", "local")
 
 
+def store_root(url: str | os.PathLike[str] | UPath) -> UPath:
+    """The root of a store that other processes write to at the same time: on an object store
+    (``s3://``, ``gs://``, ...) the filesystem caches no listings, since a cached listing hides what
+    another worker published meanwhile (s3fs then answers ``exists() == False`` for a published
+    artifact without asking the store). Local and ``memory://`` paths are returned as they are."""
+    path = as_upath(url)
+    if is_local(path) or path.protocol == "memory":
+        return path
+    return UPath(str(path), **{**path.storage_options, "use_listings_cache": False})
+
+
 def zarr_store(path: UPath, *, read_only: bool = False) -> zarr.abc.store.Store:
     """A zarr v3 store rooted at ``path``: LocalStore for local paths, FsspecStore otherwise."""
     path = as_upath(path)
     if is_local(path):
         return zarr.storage.LocalStore(Path(path.path), read_only=read_only)
-    return zarr.storage.FsspecStore.from_url(str(path), read_only=read_only)
+    return zarr.storage.FsspecStore.from_url(str(path), storage_options=dict(path.storage_options) or None,
+                                             read_only=read_only)
 
 
 def sha256_bytes(data: bytes) -> str:

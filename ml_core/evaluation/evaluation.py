@@ -56,6 +56,7 @@ seconds are the measured forward passes of the models they need).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import time
 import zlib
@@ -229,6 +230,10 @@ class EvaluationConfig:
         return variant_configs(self.variants, self.base, seed=self.seed)
 
 
+#: columns of the evaluation rows that are measured wall-clock times (reported, never hashed)
+TIMING_COLUMNS = ("seconds",)
+
+
 @dataclass
 class EvaluationResult:
     rows: pd.DataFrame  # one row per (fold, dataset, split, method)
@@ -243,6 +248,12 @@ class EvaluationResult:
 
     def summary(self, split: str = "test") -> pd.DataFrame:
         return summarize(self.rows[self.rows["split"] == split])
+
+    def content_hash(self) -> str:
+        """sha256 of the rows without their :data:`TIMING_COLUMNS`: wall-clock seconds differ from run to
+        run and machine to machine, so a data version that read them would never repeat."""
+        rows = self.rows.drop(columns=[c for c in TIMING_COLUMNS if c in self.rows.columns])
+        return hashlib.sha256(pd.util.hash_pandas_object(rows, index=False).values.tobytes()).hexdigest()
 
 
 def _report(accuracy: np.ndarray, scores: np.ndarray) -> dict[str, float]:

@@ -23,7 +23,9 @@ from ml_core.ground_truth.columns import (
     transfer_column,
     transfer_outcome,
     transferability_column,
+    transferability_content,
     transferability_outcome,
+    without_timings,
     zoo_cells,
 )
 from ml_core.ground_truth.history import (
@@ -162,6 +164,8 @@ __all__ = [
     "transfer_column",
     "transfer_outcome",
     "transferability_column",
+    "transferability_content",
     "transferability_outcome",
     "transferability_report",
+    "without_timings",
 ]

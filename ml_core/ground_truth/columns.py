@@ -11,6 +11,7 @@ model could not be measured (recorded, not fatal: one broken model spoils only i
   column's spread report;
 * :func:`scoring_images` / :func:`transferability_outcome` / :func:`transferability_column`: LogME and
   H-score on each model's features of the target's images, with the forward pass's seconds;
+  :func:`transferability_content`: the column's content hash, without the seconds (a data version);
 * :func:`measured_table`: the measured columns as one performance table, degenerate ones left out.
 """
 
@@ -199,6 +200,23 @@ def transferability_outcome(cell: ZooCell, images: Callable[[], LabelledImages])
                 "forward_seconds": forward_seconds}
     except (TransferError, ValueError) as err:  # a model that cannot run: recorded, not fatal
         return {"error": str(err)}
+
+
+#: fields of a transferability outcome that are measured wall-clock times: reported, never hashed
+TIMING_FIELDS = frozenset({"forward_seconds"})
+
+
+def without_timings(outcome: dict[str, Any]) -> dict[str, Any]:
+    """``outcome`` without its :data:`TIMING_FIELDS` (what a content hash may read)."""
+    return {k: v for k, v in outcome.items() if k not in TIMING_FIELDS}
+
+
+def transferability_content(scores: dict[str, dict[str, Any]], problems: dict[str, str]) -> str:
+    """The content hash of a transferability column: its scores and problems, without the forward passes'
+    seconds. A wall-clock time differs from run to run, so hashing it made the data version differ on
+    every run, on every machine and every worker (seen on 2026-12-03 between a local and a cluster run)."""
+    payload = [{model: without_timings(s) for model, s in scores.items()}, problems]
+    return hashlib.sha256(stable_json(payload).encode()).hexdigest()
 
 
 def transferability_column(

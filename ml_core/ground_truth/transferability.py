@@ -217,7 +217,18 @@ def model_features(model, images, batch_size: int = 256):  # noqa: ANN001 - torc
     return torch.cat(out).numpy()
 
 
+#: BLAS threads of :func:`transferability_report`. A multithreaded BLAS splits its products and
+#: factorisations differently for each thread count, so the scores' last bits (up to 1e-9 relative for
+#: LogME, measured 2026-12-03) depended on the process's thread settings (``OMP_NUM_THREADS``, a Celery
+#: worker's or a test's): one thread makes them bitwise the same in every process on a given CPU kind.
+SCORING_BLAS_THREADS = 1
+
+
 def transferability_report(features: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """LogME, H-score and the 4-fold linear-probe accuracy of one model's target features, with the feature width."""
-    return {"logme": logme(features, labels), "h_score": h_score(features, labels),
-            "probe": probe_accuracy(features, labels), "feature_dim": int(features.shape[1])}
+    """LogME, H-score and the 4-fold linear-probe accuracy of one model's target features, with the feature
+    width; computed on :data:`SCORING_BLAS_THREADS` BLAS threads whatever the process's setting."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=SCORING_BLAS_THREADS, user_api="blas"):
+        return {"logme": logme(features, labels), "h_score": h_score(features, labels),
+                "probe": probe_accuracy(features, labels), "feature_dim": int(features.shape[1])}

@@ -1,0 +1,211 @@
+"""The reduced world end to end on a cluster: a PostgreSQL instance (a fresh database), 2 Celery
+workers (RabbitMQ), artifacts on S3 (moto's server on loopback); the same data versions as a local,
+in-process run on the same inputs. Then two runs of one partition at once, and a worker killed with
+SIGKILL in the middle of a step.
+
+Every service is required: a missing PostgreSQL or RabbitMQ fails the module (``.ci/run`` starts
+them where the machine does not run them).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from dagster import DagsterInstance
+from dagster._core.instance.ref import InstanceRef
+
+from assets.artifacts import current_ref
+from ml_core.artifacts import MANIFEST_NAME, read_json, read_manifest
+from pipelines import cluster
+from pipelines.definitions import default_resources
+from pipelines.executors import celery_config
+from pipelines.runner import materialize_all
+from resources import settings
+from tests.pipeline_helpers import FAST_RUN_CONFIG, resources_for, world_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
+RUN_CONFIG = json.loads(json.dumps(FAST_RUN_CONFIG))
+RUN_CONFIG["ops"]["transfer_performance"] = {"config": {"protocol": {"epochs": 2, "min_steps": 10}}}
+N_WORKERS = 2
+
+
+def _versions(records):
+    return {(r.asset, r.partition): r.data_version for r in records}
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory, reduced_world):
+    """The reference: the same world, in this process, on a local folder and an ephemeral instance."""
+    root = tmp_path_factory.mktemp("cluster_local")
+    instance = DagsterInstance.ephemeral()
+    # This process keeps its BLAS threads (the workers run with OMP_NUM_THREADS=1): the scores are computed
+    # on one BLAS thread whatever the process's setting. Torch runs on one intra-op thread on both sides
+    # (``one_torch_thread`` here, OMP_NUM_THREADS=1 on the workers): the trained and encoded assets'
+    # floats depend on torch's thread count (see the README).
+    return materialize_all(instance, resources=resources_for(reduced_world, root / "artifacts"),
+                           run_config=RUN_CONFIG, executor="in_process")
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory, reduced_world):
+    run_dir = tmp_path_factory.mktemp("cluster")
+    env = cluster.cluster_env(run_dir) | world_env(reduced_world, f"s3://{cluster.DEFAULT_BUCKET}/{uuid.uuid4().hex}")
+    env |= {"DAGSTER_POSTGRES_DB": f"cluster_core_{uuid.uuid4().hex[:12]}", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    started = []
+    created = False
+    with pytest.MonkeyPatch.context() as patch:
+        try:
+            s3, aws = cluster.start_s3(run_dir, env)
+            started.append(s3)
+            env |= aws
+            for key, value in env.items():  # this process plans and orchestrates with the workers' settings
+                if os.environ.get(key) != value:
+                    patch.setenv(key, value)
+            pg = settings.postgres_env()
+            created = cluster.create_database(pg)
+            home = cluster.prepare_home(run_dir / "dagster_home")
+            workers = [cluster.start_worker(f"worker{i + 1}-{uuid.uuid4().hex[:6]}", env, run_dir) for i in range(N_WORKERS)]
+            started += workers
+            instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+            yield {"env": env, "run_dir": run_dir, "instance": instance, "workers": workers, "started": started,
+                   "store": default_resources()["store"]}
+            instance.dispose()
+        finally:
+            for service in reversed(started):
+                cluster.stop_group(service.pid)
+            if created:
+                cluster.drop_database(settings.postgres_env())
+
+
+@pytest.fixture(scope="module")
+def cluster_run(services):
+    start = time.perf_counter()
+    records = materialize_all(services["instance"], resources=default_resources(), run_config=RUN_CONFIG, executor="celery")
+    return {"records": records, "seconds": time.perf_counter() - start}
+
+
+def _succeeded_tasks(service) -> int:
+    return service.log.read_text(errors="replace").count("] succeeded in ")
+
+
+def test_the_cluster_run_gives_the_local_data_versions(local_run, cluster_run, services):
+    cluster_versions, local_versions = _versions(cluster_run["records"]), _versions(local_run)
+    assert set(cluster_versions) == set(local_versions)
+    assert all(cluster_versions.values())
+    assert cluster_versions == local_versions
+    assert all(r.launched for r in cluster_run["records"])
+    # the steps ran on the workers (both of them), and the runs are recorded in PostgreSQL
+    assert all(_succeeded_tasks(w) > 0 for w in services["workers"]), [w.log for w in services["workers"]]
+    runs = services["instance"].get_runs()
+    assert len(runs) == len({(r.asset, r.partition) for r in cluster_run["records"]})
+    assert type(services["instance"].run_storage).__name__ == "PostgresRunStorage"
+    # every artifact the refs point at is published (manifest) on S3
+    store = services["store"]
+    assert store.root_path.protocol == "s3"
+    for record in cluster_run["records"]:
+        ref = current_ref(store, record.asset, record.partition)  # its own folder, or a shared one (source samples)
+        manifest = read_manifest(ref.directory(store))
+        assert manifest is not None and manifest["content_hash"] == record.data_version, (record, ref)
+
+
+def _artifact_dirs(store, asset, partition):
+    folder = store.root_path / asset / (partition or "_")
+    store.root_path.fs.invalidate_cache()
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+LAUNCH_ONE = """
+import json, sys
+from dagster import DagsterInstance
+from pipelines.executors import launch_stage
+instance = DagsterInstance.get()
+result = launch_stage(instance, sys.argv[1], sys.argv[2] or None, json.loads(sys.argv[3]), {})
+print(json.dumps([result.success] + [e.materialization.tags["dagster/data_version"]
+                                     for e in result.get_asset_materialization_events()]))
+"""
+
+
+def test_one_partition_launched_twice_at_once_publishes_one_artifact(cluster_run, services):
+    store = services["store"]
+    model = sorted(r.partition for r in cluster_run["records"] if r.asset == "model_parameters")[0]
+    config = {"ops": {"model_parameters": {"config": {"block_rows": 16}}}}  # a new cache key: both must build
+    before = set(_artifact_dirs(store, "model_parameters", model))
+    # two orchestrators (processes, as two launches from two machines would be), two workers
+    launches = [subprocess.Popen([sys.executable, "-c", LAUNCH_ONE, "model_parameters", model, json.dumps(config)],
+                                 env=services["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 cwd=cluster.PROJECT_ROOT) for _ in range(2)]
+    outputs = [p.communicate(timeout=240) for p in launches]
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert all(r[0] for r in results), outputs
+    versions = {v for r in results for v in r[1:]}
+    assert len(versions) == 1
+    new = set(_artifact_dirs(store, "model_parameters", model)) - before
+    assert len(new) == 1, new  # one artifact, no staging leftover
+    (published,) = new
+    assert read_manifest(store.root_path / "model_parameters" / model / published)["content_hash"] == versions.pop()
+
+
+def _busy_worker(services, timeout=60.0):
+    """The worker (Service) running a task right now, by Celery's own report."""
+    from dagster_celery.executor import CeleryExecutor
+    from dagster_celery.make_app import make_app
+
+    config = celery_config()
+    app = make_app(CeleryExecutor.for_cli(broker=config["broker"], backend=config["backend"],
+                                          config_source=config["config_source"]).app_args())
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        active = app.control.inspect(timeout=2.0).active() or {}
+        for hostname, tasks in active.items():
+            if tasks:
+                for worker in services["workers"]:
+                    if hostname.startswith(f"{worker.name}@"):
+                        return worker
+        time.sleep(0.2)
+    raise TimeoutError("no worker reported an active task")
+
+
+def test_a_worker_killed_mid_step_loses_nothing_and_the_run_ends_green(cluster_run, services):
+    store = services["store"]
+    config = {"ops": {"autoencoder": {"config": json.loads(json.dumps(RUN_CONFIG["ops"]["autoencoder"]["config"]))}}}
+    config["ops"]["autoencoder"]["config"]["tokens"]["trainer"]["epochs"] = 25  # a new cache key, a longer step
+    folder = store.root_path / "autoencoder" / "_"
+    log = services["run_dir"] / "sigkill-launch.log"
+    with log.open("w") as err:  # a file, not a pipe: the run logs more than a pipe holds while nobody reads it
+        launch = subprocess.Popen([sys.executable, "-c", LAUNCH_ONE, "autoencoder", "", json.dumps(config)],
+                                  env=services["env"], stdout=subprocess.PIPE, stderr=err, text=True,
+                                  cwd=cluster.PROJECT_ROOT)
+
+    def staging():
+        store.root_path.fs.invalidate_cache()
+        return [p for p in folder.iterdir() if ".tmp-" in p.name]
+
+    deadline = time.monotonic() + 120
+    while not staging() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    killed_writes = {p.name for p in staging()}
+    assert killed_writes, "the step never started writing"
+    victim = _busy_worker(services)
+    os.killpg(victim.pid, 9)  # SIGKILL the whole worker: the Celery process and its pool
+    services["workers"].remove(victim)
+    services["workers"].append(cluster.start_worker(f"{victim.name}-again", services["env"], services["run_dir"]))
+    services["started"].append(services["workers"][-1])
+    out, _ = launch.communicate(timeout=300)
+    success, version = json.loads(out.strip().splitlines()[-1])
+    assert success, log.read_text()[-3000:]
+    # the killed worker's half-written directory is still there, unpublished (the step ran again elsewhere)
+    assert killed_writes <= {p.name for p in staging()}
+    ref = read_json(store.ref_path("autoencoder", None))
+    assert ref["content_hash"] == version
+    store.root_path.fs.invalidate_cache()
+    for entry in folder.iterdir():  # nothing half-published: every artifact has its manifest
+        if not entry.name.startswith("."):
+            assert (entry / MANIFEST_NAME).exists(), entry
+    assert read_manifest(folder / ref["cache_key"])["content_hash"] == version
+    removed = store.collect_garbage(now=time.time() + 24 * 3600)  # once it is old: swept, the artifact kept
+    assert {p.name for p in removed} >= killed_writes
+    assert read_manifest(folder / ref["cache_key"])["content_hash"] == version
