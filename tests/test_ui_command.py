@@ -78,6 +78,7 @@ def test_make_ui_serves_on_localhost_with_automation_running(tmp_path, standin_w
         assert sensors == {
             "model_zoo_sensor": "RUNNING",
             "dataset_catalog_sensor": "RUNNING",
+            "results_sensor": "RUNNING",
             "recommendations_automation": "RUNNING",
         }
         assert schedules == {"reembed_stale_models": "RUNNING"}
