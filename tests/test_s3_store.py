@@ -11,6 +11,7 @@ import boto3
 import numpy as np
 import pytest
 import zarr
+from s3fs import S3FileSystem
 from dagster import DagsterInstance
 
 from assets.artifacts import current_artifacts, current_ref, materialize_cached
@@ -40,8 +41,12 @@ def s3(tmp_path_factory):
             service, aws = cluster.start_s3(run_dir, cluster.cluster_env(run_dir), bucket=BUCKET)
             for key, value in aws.items():
                 patch.setenv(key, value)
+            # s3fs caches one filesystem per set of arguments: one made in an earlier module (tests/test_cluster.py)
+            # for another endpoint, read from the same unset arguments, would be handed out again
+            S3FileSystem.clear_instance_cache()
             yield aws
         finally:
+            S3FileSystem.clear_instance_cache()
             if service is not None:
                 cluster.stop_group(service.pid)
 
