@@ -71,11 +71,26 @@ REFRESH_WHEN_INPUTS_CHANGE = refresh_when_inputs_change(
     AssetSelection.assets("model_embeddings", "model_source_tokens", "model_costs"))
 
 
-def ranking_markdown(table: pd.DataFrame, shown: int) -> str:
-    """The first ``shown`` rows of a ranking, numbers to 3 decimals, under a line saying how many it shows."""
+#: the columns of the table shown inline, in order (every column: metadata ``full_ranking``, the parquet file)
+INLINE_COLUMNS = ("rank", "model", "score", "prior_score", "shortlist", "latency_ms_b1", "on_front")
+#: Dagster's UI shows a markdown value inline only under 1,000 characters, else behind "[Show Markdown]"
+INLINE_MARKDOWN_CHARS = 1000
+
+
+def ranking_markdown(table: pd.DataFrame, shown: int, columns: tuple[str, ...] | None = None,
+                     max_chars: int | None = None) -> str:
+    """The first ``shown`` rows of a ranking (only ``columns``, those it has, if given), numbers to 3 decimals,
+    under a line saying how many it shows; with ``max_chars``, fewer rows (at least one) until it is shorter."""
     n = len(table)
-    where = "" if shown >= n else " (all of them: metadata `full_ranking`, or the parquet file at `path`)"
-    return f"{min(shown, n)} of {n} models{where}\n\n" + table.head(shown).round(3).to_markdown(index=False)
+    view = table if columns is None else table[[c for c in columns if c in table.columns]]
+    shown = min(shown, n)
+    while True:
+        cut = shown < n or view.shape[1] < table.shape[1]
+        where = " (all of them: metadata `full_ranking`, or the parquet file at `path`)" if cut else ""
+        text = f"{shown} of {n} models{where}\n\n" + view.head(shown).round(3).to_markdown(index=False)
+        if max_chars is None or len(text) < max_chars or shown <= 1:
+            return text
+        shown -= 1
 
 
 @asset(
@@ -172,13 +187,15 @@ def model_recommendations(
         "forward_passes": s.get("forward_passes", 0),
         "measured_models": MetadataValue.json(s.get("measured", {})),
         "nearest_training_datasets": ", ".join(f"{d} ({sim:.3f})" for d, sim in s.get("nearest_datasets", [])) or "none",
-        "recommendations": MetadataValue.md(ranking_markdown(table, config.top_k_shown)),
+        # inline in the UI: the main columns of the first rows, under Dagster's inline limit
+        "recommendations": MetadataValue.md(ranking_markdown(table, config.top_k_shown, INLINE_COLUMNS,
+                                                             INLINE_MARKDOWN_CHARS)),
     }
     if s.get("front_cost"):
         metadata["pareto_front"] = MetadataValue.json({"cost": COST_LABELS[s["front_cost"]], "models": s["front"],
                                                         "models_of_unknown_cost": s["n_unknown_cost"]})
         metadata["cost_front"] = png_markdown(result.ref.directory(store) / FRONT_PLOT_FILE, "predicted score vs cost")
-    if len(table) > config.top_k_shown:  # the whole ranking, one click away
+    if "full_ranking" in metadata["recommendations"].md_str:  # the whole ranking, every column, one click away
         metadata["full_ranking"] = MetadataValue.md(ranking_markdown(table, len(table)))
     for method in ("ranker", "budget", "prior"):  # budget: the ranking shown, when k models were measured
         if method in s:

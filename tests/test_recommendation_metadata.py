@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from assets.model_recommendations import ranking_markdown
+from assets.model_recommendations import INLINE_COLUMNS, INLINE_MARKDOWN_CHARS, ranking_markdown
 
 
 def _ranking(n: int) -> pd.DataFrame:
@@ -20,3 +20,18 @@ def test_a_whole_table_says_so():
     text = ranking_markdown(_ranking(5), 10)
     assert text.startswith("5 of 5 models\n")
     assert "full_ranking" not in text and "| m4 " in text
+
+
+def test_the_inline_table_keeps_the_main_columns_under_the_ui_inline_limit():
+    table = _ranking(25).assign(prior_score=0.5, nearest_datasets="a (0.912), b (0.871), c (0.850)",
+                                latency_ms_b1=1.23456, on_front=False, gflops=0.1)
+    text = ranking_markdown(table, 10, INLINE_COLUMNS, INLINE_MARKDOWN_CHARS)
+    assert len(text) < INLINE_MARKDOWN_CHARS  # else the UI hides it behind "[Show Markdown]"
+    header = text.split("\n")[2]
+    assert [c.strip() for c in header.strip("|").split("|")] == ["rank", "model", "score", "prior_score",
+                                                                  "latency_ms_b1", "on_front"]
+    assert "| m0 " in text and "full_ranking" in text
+    wide = ranking_markdown(table.assign(model=[f"a_long_model_name_{i:03d}_in_the_zoo" for i in range(25)]), 10,
+                            INLINE_COLUMNS, INLINE_MARKDOWN_CHARS)
+    assert len(wide) < INLINE_MARKDOWN_CHARS and wide.startswith(tuple(f"{k} of 25 models" for k in range(1, 10)))
+    assert ranking_markdown(_ranking(5), 10, INLINE_COLUMNS, INLINE_MARKDOWN_CHARS).startswith("5 of 5 models\n")
