@@ -86,7 +86,8 @@ def ranking_markdown(table: pd.DataFrame, shown: int, columns: tuple[str, ...] |
     shown = min(shown, n)
     while True:
         cut = shown < n or view.shape[1] < table.shape[1]
-        where = " (all of them: metadata `full_ranking`, or the parquet file at `path`)" if cut else ""
+        what = "all of them" if shown < n else "every column"
+        where = f" ({what}: metadata `full_ranking`, or the parquet file at `path`)" if cut else ""
         text = f"{shown} of {n} models{where}\n\n" + view.head(shown).round(3).to_markdown(index=False)
         if max_chars is None or len(text) < max_chars or shown <= 1:
             return text
