@@ -154,8 +154,10 @@ def materialize_all(
     )
     records: list[MaterializationRecord] = []
     definitions = {a.key.path[-1]: a for a in ALL_ASSETS}
-    code_location = build_definitions(resources)
-    jobs = {name: code_location.resolve_job_def(name) for name in {JOB_OF_ASSET[asset] for asset, _ in stages}}
+    jobs = {}  # in this process: the named jobs, resolved once (on workers, launch_stage builds its own)
+    if not on_workers:
+        code_location = build_definitions(resources)
+        jobs = {name: code_location.resolve_job_def(name) for name in {JOB_OF_ASSET[asset] for asset, _ in stages}}
     registered = {d: sorted(instance.get_dynamic_partitions(d)) for d in (MODELS, DATASETS)}
     failures: list[PartitionFailure] = []
     for asset, dimension in stages:
