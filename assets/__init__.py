@@ -13,6 +13,7 @@ from assets.model_recommendations import model_recommendations
 from assets.model_source_tokens import model_source_tokens
 from assets.ranker_evaluation import ranker_evaluation
 from assets.ranking_transformer import ranking_transformer
+from assets.result_files import result_files
 from assets.result_history import result_history
 from assets.transfer_performance import transfer_performance
 from assets.transferability_scores import transferability_scores
@@ -35,6 +36,6 @@ ALL_ASSETS = [
 ]
 
 # Observable source assets: the user's files at the root of the lineage (observed, never materialized).
-ALL_SOURCES = [model_checkpoints, image_folders]
+ALL_SOURCES = [model_checkpoints, image_folders, result_files]
 
 __all__ = ["ALL_ASSETS", "ALL_SOURCES", *[a.key.path[-1] for a in ALL_ASSETS + ALL_SOURCES]]

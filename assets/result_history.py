@@ -1,7 +1,9 @@
 """Asset ``result_history``: fine-tune results reported after the fact, validated and appended to a history.
 
-The ``results`` folder holds files in the performance-table formats (``*.csv``, ``*.json``); the
-``results_sensor`` requests a run when one appears or changes. A run reads every file whose content
+The ``results`` folder holds files in the performance-table formats (``*.csv``, ``*.json``), observed as
+the source asset ``result_files``; the ``results_sensor`` requests a run when one appears or changes. Only
+*settled* files are read (not modified for the folder's ``settle_seconds``): one still being written, or
+changed while it was read, is left for the next run, never read half-way. A run reads every file whose content
 (SHA-256) is not in the history yet, validates it whole (:func:`ml_core.ground_truth.ingest_results`:
 known model, known dataset, accuracy in range; a bad file is refused with one line naming it, and
 nothing of it is appended) and publishes the previous history plus the accepted rows (parquet, each row
@@ -33,7 +35,7 @@ from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
 from resources.model_zoo import ModelZoo
 from resources.performance_table import PerformanceTableResource
-from resources.results_folder import ResultsFolder
+from resources.results_folder import FileChangedWhileRead, ResultsFolder
 
 CODE_VERSION = "1"
 ASSET = "result_history"
@@ -67,6 +69,7 @@ def _conflicts_markdown(conflicts: list[dict]) -> MetadataValue:
 @asset(
     code_version=CODE_VERSION,
     group_name="ground_truth",
+    deps=["result_files"],  # the source asset of the results folder (assets/result_files.py)
     kinds={"pandas", "parquet"},
     description="Fine-tune results reported later (the results folder's *.csv / *.json), validated file by file "
     "and appended to a versioned history that ground_truth_ranks averages in; a malformed file is refused whole.",
@@ -82,9 +85,18 @@ def result_history(
     previous = current_artifact(store, ASSET, None)
     history = previous.load() if previous is not None else empty_history()
     ingested = dict(zip(history["source_sha256"], history["source_file"], strict=True))  # hash -> first file
+    for path in results.unsettled():
+        context.log.info(f"{path}: modified less than {results.settle_seconds:g} s ago (still being written?): "
+                         "left for the next run")
     paths = {p.name: p for p in results.files()}
     hashes = {name: store.fingerprints.file_sha256(path) for name, path in paths.items()}
-    candidates = {name: h for name, h in hashes.items() if h not in ingested}
+    files = {}  # the new files, read once now: what is hashed is what is parsed
+    for name in sorted(n for n, h in hashes.items() if h not in ingested):
+        try:
+            files[name] = results.read(paths[name])
+        except (FileChangedWhileRead, FileNotFoundError) as error:
+            context.log.warning(f"{error}: left for the next run")
+    candidates = {name: file.sha256 for name, file in files.items() if file.sha256 not in ingested}
     already = {name: ingested[h] for name, h in hashes.items() if h in ingested}  # in the history: not read again
     known = _known_names(context, zoo, catalog, performance_table)
     if previous is not None and not candidates and not previous.summary().get("refused"):
@@ -96,8 +108,7 @@ def result_history(
         inputs |= {f"file:{name}": h for name, h in sorted(candidates.items())}
 
     def build(directory: UPath) -> tuple[str, dict]:
-        files = [results.read(paths[name]) for name in sorted(candidates)]
-        ingestion = ingest_results(history, files, known, now=pd.Timestamp.now(tz="UTC"),
+        ingestion = ingest_results(history, [files[name] for name in sorted(candidates)], known, now=pd.Timestamp.now(tz="UTC"),
                                    sources={name: str(path) for name, path in paths.items()})
         write_parquet(ingestion.history, directory / HISTORY_FILE)
         with (directory / HISTORY_PLOT_FILE).open("wb") as handle:

@@ -3,7 +3,8 @@ partition-registration job.
 
 Every asset belongs to at least one named job (:data:`JOB_OF_ASSET`): the runner (``modelrec run``), the
 sensors and the schedule launch their runs under these names, so the UI's Jobs page lists them. The jobs that
-read the user's files first observe them (the source assets ``model_checkpoints`` / ``image_folders``).
+read the user's files first observe them (the source assets ``model_checkpoints`` / ``image_folders`` /
+``result_files``).
 """
 
 from dagster import AssetSelection, OpExecutionContext, define_asset_job, job, op
@@ -41,9 +42,9 @@ measure_transfer_job = define_asset_job(
 )
 ingest_results_job = define_asset_job(
     "ingest_results",
-    selection=AssetSelection.assets("result_history"),
+    selection=AssetSelection.assets("result_files", "result_history"),
     op_retry_policy=step_retry_policy(),
-    description="Validate the results folder's new files and append them to the result history (requested by "
+    description="Observe the results folder, validate its new files and append them to the result history (requested by "
     "results_sensor). Retraining is a separate, deliberate step: the train job.",
 )
 train_job = define_asset_job(
@@ -122,4 +123,8 @@ JOB_OF_ASSET: dict[str, str] = {
 }
 
 #: the source asset a stage observes, in the same run, before it reads that partition's files.
-OBSERVES: dict[str, str] = {"model_parameters": "model_checkpoints", "dataset_tokens": "image_folders"}
+OBSERVES: dict[str, str] = {
+    "model_parameters": "model_checkpoints",
+    "dataset_tokens": "image_folders",
+    "result_history": "result_files",
+}

@@ -148,7 +148,11 @@ def dataset_catalog_sensor(context: SensorEvaluationContext, catalog: DatasetCat
     "to result_history (one run per change; retraining stays a deliberate step).",
 )
 def results_sensor(context: SensorEvaluationContext, results: ResultsFolder) -> SensorResult:
+    # settled files only: one still being written is not recorded, so a later tick sees it as new
     current = {path.name: file_fingerprint(path) for path in results.files()}
+    if unsettled := results.unsettled():
+        context.log.info(f"results: {len(unsettled)} file(s) modified in the last {results.settle_seconds:g} s, "
+                         f"left for a later tick: {[p.name for p in unsettled[:10]]}")
     previous = previous_fingerprints(context.instance, "results_sensor", context.cursor, current)
     # a first tick (no cursor) requests a run when there are files: the run skips what was ingested
     changed = sorted(k for k in current if previous is None or list(previous.get(k, [])) != list(current[k]))

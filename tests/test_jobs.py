@@ -30,7 +30,7 @@ def test_every_asset_runs_under_a_named_job_that_selects_it():
 
 def test_the_user_files_are_observable_sources_upstream_of_what_reads_them():
     sources = {a.key.path[-1]: a for a in ALL_SOURCES}
-    assert set(sources) == {"model_checkpoints", "image_folders"}
+    assert set(sources) == {"model_checkpoints", "image_folders", "result_files"}
     assert all(a.is_observable and not a.is_materializable for a in sources.values())
     graph = defs.resolve_asset_graph()
     for reader, source in {**OBSERVES, "model_costs": "model_checkpoints", "transfer_performance": "image_folders",

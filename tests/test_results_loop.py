@@ -9,11 +9,13 @@ content again), conflicting results (averaged, both reported), and the "why" col
 """
 
 import json
+import os
 import shutil
+import time
 
 import numpy as np
 import pytest
-from dagster import AssetKey, DagsterInstance, build_sensor_context, evaluate_automation_conditions
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, build_sensor_context, evaluate_automation_conditions
 
 from assets.artifacts import current_artifact
 from ml_core.ground_truth import load_performance_table
@@ -23,7 +25,7 @@ from pipelines.definitions import build_definitions
 from pipelines.folder_recommendation import recommend_folder
 from pipelines.runner import STAGES, materialize_all
 from pipelines.sensors import results_sensor
-from resources.results_folder import ResultsFolder
+from resources.results_folder import FileChangedWhileRead, ResultsFolder
 from tests.pipeline_helpers import FAST_RUN_CONFIG, copy_world, resources_for
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -36,7 +38,7 @@ def loop(tmp_path_factory, standin_world):
     root = tmp_path_factory.mktemp("results_loop")
     world = copy_world(standin_world, root / "world")
     results = root / "results"
-    resources = resources_for(world, root / "artifacts") | {"results": ResultsFolder(root=str(results))}
+    resources = resources_for(world, root / "artifacts") | {"results": ResultsFolder(root=str(results), settle_seconds=0)}
     (root / "dagster_home").mkdir()
     instance = DagsterInstance.local_temp(str(root / "dagster_home"))
     materialize_all(instance, resources=resources, run_config=FAST_RUN_CONFIG, stages=SERVING)
@@ -226,3 +228,74 @@ def test_a_conflicting_result_is_kept_averaged_and_reported_with_both_values(loo
     mean = truth.query("dataset == @dataset and model == @model")["accuracy"].item()
     assert mean == pytest.approx((given + 0.99 + 0.80) / 3)
     assert np.isfinite(mean)
+
+
+def _observed_results(instance):
+    """The data version of the newest observation of the results folder (the source asset ``result_files``)."""
+    found = instance.fetch_observations(AssetRecordsFilter(asset_key=AssetKey("result_files")), limit=1).records
+    return found[0].asset_observation.tags.get("dagster/data_version") if found else None
+
+
+def test_a_file_still_being_written_is_left_until_it_has_settled(loop):
+    instance, store, results = loop["instance"], loop["store"], loop["results"]
+    dataset, model = loop["reported"]["dataset"], loop["reported"]["model"]
+    others = [m for m in _recommendations(store, dataset)["model"] if m != model][:3]
+    waiting = ResultsFolder(root=str(results), settle_seconds=30)  # a file is read 30 s after its last write
+    resources = loop["resources"] | {"results": waiting}
+    state = {"instance": instance, "resources": resources, "cursor": loop.get("cursor")}
+    job = build_definitions(resources).resolve_job_def("ingest_results")
+    past = time.time() - 120
+    for earlier in results.iterdir():  # the earlier tests' reports, written seconds ago, are long settled
+        os.utime(earlier, (past, past))
+    _tick(state)  # their new mtimes are recorded (a run would find them all ingested)
+    version, n_rows = _data_version(instance, "result_history"), len(current_artifact(store, "result_history", None).load())
+
+    # a report written in place, row by row, and read half-way: its first rows would validate on their own
+    path = results / "finetune_round3.csv"
+    rows = [(dataset, m, 0.1 + 0.1 * i) for i, m in enumerate(others)]
+    path.write_text("dataset,model,accuracy\n" + f"{rows[0][0]},{rows[0][1]},{rows[0][2]}\n")
+    assert waiting.files() == sorted(p for p in results.iterdir() if p.suffix == ".csv" and p != path)
+    assert waiting.unsettled() == [path]
+    assert not _tick(state).run_requests  # not counted yet
+    run = job.execute_in_process(instance=instance)  # a user launching the job anyway reads nothing of it
+    assert run.success
+    [event] = run.get_asset_materialization_events()
+    assert event.materialization.metadata["rows_added"].value == 0
+    assert _data_version(instance, "result_history") == version
+    assert any("finetune_round3.csv" in (e.user_message or "") and "left for the next run" in e.user_message
+               for e in instance.all_logs(run.run_id))
+    observed_before = _observed_results(instance)
+
+    with path.open("a") as handle:  # the writer finishes, then nothing touches the file for longer than 30 s
+        handle.write("".join(f"{d},{m},{a}\n" for d, m, a in rows[1:]))
+    past = time.time() - 60
+    os.utime(path, (past, past))
+    assert path in waiting.files()
+    [request] = _tick(state).run_requests
+    run = job.execute_in_process(instance=instance, tags=request.tags)
+    assert run.success
+    [event] = run.get_asset_materialization_events()
+    assert event.materialization.metadata["rows_added"].value == len(rows)  # every row, once
+    history = current_artifact(store, "result_history", None).load()
+    assert len(history) == n_rows + len(rows)
+    assert (history["source_file"] == "finetune_round3.csv").sum() == len(rows)
+    assert _observed_results(instance) not in (None, observed_before)  # the source saw the settled file
+    loop["cursor"] = state["cursor"]
+
+
+def test_a_file_changed_while_it_is_read_is_refused_for_now(tmp_path, monkeypatch):
+    path = tmp_path / "report.csv"
+    path.write_text("dataset,model,accuracy\nd,m,0.5\n")
+    folder = ResultsFolder(root=str(tmp_path), settle_seconds=0)
+    assert folder.read(path).data == path.read_bytes()
+    original = type(path).read_bytes
+
+    def read_while_appended(self):
+        data = original(self)
+        with open(self, "a") as handle:  # the writer appends while we read
+            handle.write("d,n,0.6\n")
+        return data
+
+    monkeypatch.setattr(type(path), "read_bytes", read_while_appended)
+    with pytest.raises(FileChangedWhileRead, match="report.csv: changed while it was read"):
+        folder.read(path)
