@@ -11,8 +11,8 @@
 The setting is read in ``resources/settings.py``; :func:`executor_for` is what ``Definitions`` gets.
 On the executors whose steps run in other processes or machines (Celery, k8s), the graph's jobs get
 :data:`TRANSIENT_RETRY` (:func:`step_retry_policy`). The runner (``materialize_all``) launches one run per
-stage and partition; on Celery each run is a job a worker can rebuild from this module (:func:`stage_job`,
-reconstructable by name).
+stage and partition under the stage's named job (:mod:`pipelines.jobs`); on Celery each run's job is one a
+worker can rebuild from this module (:func:`named_job`, reconstructable by name).
 """
 
 from __future__ import annotations
@@ -23,21 +23,18 @@ from typing import Any
 
 import yaml
 from dagster import (
-    AssetSelection,
+    AssetKey,
     Backoff,
     DagsterInstance,
-    Definitions,
     ExecutorDefinition,
     JobDefinition,
     RetryPolicy,
-    define_asset_job,
     execute_job,
     in_process_executor,
     multiprocess_executor,
 )
 from dagster._core.definitions.reconstruct import build_reconstructable_job
 
-from assets import ALL_ASSETS, ALL_SOURCES
 from resources import settings
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -115,19 +112,21 @@ def step_retry_policy() -> RetryPolicy | None:
     return TRANSIENT_RETRY if settings.executor_kind() in REMOTE_EXECUTORS else None
 
 
-def stage_job_name(asset: str) -> str:
-    return f"stage__{asset}"
+def named_job(name: str) -> JobDefinition:
+    """One of the graph's named jobs (:mod:`pipelines.jobs`), resolved from the code location with the graph's
+    executor and the resources from the environment: what a worker rebuilds to run a step of
+    :func:`launch_stage`'s runs."""
+    from pipelines.definitions import build_definitions  # imports pipelines.jobs, which imports this module
+
+    return build_definitions().resolve_job_def(name)
 
 
-def stage_job(asset: str) -> JobDefinition:
-    """One asset's job (any of its partitions) with the graph's executor and resources from the
-    environment: what a worker rebuilds to run a step of :func:`launch_stage`'s runs."""
-    from pipelines.definitions import default_resources
+def stage_selection(asset: str) -> list[AssetKey]:
+    """What a run of ``asset`` selects in its named job: the source asset it observes first, if any
+    (:data:`pipelines.jobs.OBSERVES`), then the asset."""
+    from pipelines.jobs import OBSERVES
 
-    job = define_asset_job(stage_job_name(asset), selection=AssetSelection.assets(asset), op_retry_policy=step_retry_policy())
-    definitions = Definitions(assets=[*ALL_SOURCES, *ALL_ASSETS], jobs=[job], resources=default_resources(),
-                              executor=graph_executor())
-    return definitions.resolve_job_def(stage_job_name(asset))
+    return [*([AssetKey(OBSERVES[asset])] if asset in OBSERVES else []), AssetKey(asset)]
 
 
 def launch_stage(
@@ -137,9 +136,13 @@ def launch_stage(
     run_config: Mapping[str, Any],
     tags: Mapping[str, str],
 ) -> Any:
-    """Run ``asset[partition]`` as a run of :func:`stage_job` on ``instance`` (with the graph's executor:
-    on Celery the steps run on the workers, which rebuild the job from this module). Returns the
-    run's result (``success``, ``all_events``, ``get_asset_materialization_events()``)."""
-    job = build_reconstructable_job("pipelines.executors", "stage_job", reconstructable_args=(asset,))
+    """Run ``asset[partition]`` on ``instance`` under its named job (:data:`pipelines.jobs.JOB_OF_ASSET`, as
+    the in-process runner, the sensors and the schedule do), with the graph's executor: on Celery the steps
+    run on the workers, which rebuild the job from this module (:func:`named_job`). Returns the run's result
+    (``success``, ``all_events``, ``get_asset_materialization_events()``)."""
+    from pipelines.jobs import JOB_OF_ASSET
+
+    job = build_reconstructable_job("pipelines.executors", "named_job", reconstructable_args=(JOB_OF_ASSET[asset],))
     run_tags = dict(tags) | ({"dagster/partition": partition} if partition is not None else {})
-    return execute_job(job, instance=instance, run_config=dict(run_config), tags=run_tags, raise_on_error=False)
+    return execute_job(job, instance=instance, run_config=dict(run_config), tags=run_tags, raise_on_error=False,
+                       asset_selection=stage_selection(asset))

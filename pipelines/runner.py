@@ -15,14 +15,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dagster import AssetKey, DagsterInstance
+from dagster import DagsterInstance
 
 from assets import ALL_ASSETS
 from assets.partitions import DATASETS, MODELS
 from ml_core.progress import progress, progress_disabled
 from pipelines.definitions import build_definitions, default_resources
-from pipelines.executors import launch_stage
-from pipelines.jobs import JOB_OF_ASSET, OBSERVES
+from pipelines.executors import launch_stage, stage_selection
+from pipelines.jobs import JOB_OF_ASSET
 from pipelines.plan import PartitionPlan, plan_stage, single_inputs
 from pipelines.registration import register_partitions
 from resources import settings
@@ -154,7 +154,7 @@ def materialize_all(
     )
     records: list[MaterializationRecord] = []
     definitions = {a.key.path[-1]: a for a in ALL_ASSETS}
-    jobs = {}  # in this process: the named jobs, resolved once (on workers, launch_stage builds its own)
+    jobs = {}  # in this process: the named jobs, resolved once (on workers, launch_stage resolves them there)
     if not on_workers:
         code_location = build_definitions(resources)
         jobs = {name: code_location.resolve_job_def(name) for name in {JOB_OF_ASSET[asset] for asset, _ in stages}}
@@ -215,14 +215,13 @@ def _launch(jobs: Mapping[str, Any], instance: DagsterInstance, asset: str, part
     """One run of ``asset`` (one partition) under its named job (:data:`pipelines.jobs.JOB_OF_ASSET`), so the
     UI lists it under that job; a stage that reads the user's files first observes them in the same run
     (:data:`pipelines.jobs.OBSERVES`). Returns Dagster's in-process result (never raises on failure)."""
-    selection = [AssetKey(OBSERVES[asset])] if asset in OBSERVES else []
     return jobs[JOB_OF_ASSET[asset]].execute_in_process(
         run_config=run_config,
         instance=instance,
         partition_key=partition,
         tags={"modelrec/stage": asset},
         raise_on_error=False,
-        asset_selection=[*selection, AssetKey(asset)],
+        asset_selection=stage_selection(asset),
     )
 
 
