@@ -241,6 +241,7 @@ def _launch_again_on_a_lost_database(asset: str, partition: str | None, launch: 
     more after :data:`DB_RETRY_SECONDS`, and a second such error is returned as ``(None, reason)``, one line.
     The run whose orchestration lost the connection may stay STARTED in the instance: the relaunch is a
     new run."""
+    reason = ""
     for attempt in range(2):
         try:
             return launch(*args), None
@@ -248,12 +249,11 @@ def _launch_again_on_a_lost_database(asset: str, partition: str | None, launch: 
             cause = error.orig if error.orig is not None else error
             first = (str(cause).strip().splitlines() or [""])[0]
             reason = f"the Dagster instance's database connection was lost ({type(cause).__name__}: {first})"
-            if attempt:
-                return None, reason
-            logger.warning("%s[%s]: %s; launching its run again in %.0f s", asset, partition or "-", reason,
-                           DB_RETRY_SECONDS)
-            time.sleep(DB_RETRY_SECONDS)
-    return None, "unreachable"
+            if not attempt:
+                logger.warning("%s[%s]: %s; launching its run again in %.0f s", asset, partition or "-", reason,
+                               DB_RETRY_SECONDS)
+                time.sleep(DB_RETRY_SECONDS)
+    return None, reason
 
 
 def _failed_input(assets_def: Any, partition: str | None, failures: Sequence[PartitionFailure]) -> str | None:
