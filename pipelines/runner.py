@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from dagster import DagsterInstance
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from assets import ALL_ASSETS
 from assets.partitions import DATASETS, MODELS
@@ -46,6 +47,12 @@ STAGES: tuple[tuple[str, str | None], ...] = (
     ("transferability_scores", DATASETS),
     ("ranker_evaluation", None),
 )
+
+
+#: a run whose launch lost the instance's database connection (a dropped PostgreSQL connection, a restart)
+#: is launched once more after this pause (seconds). Safe: publication is idempotent (a step that had
+#: published finds its artifact, a half-written one was never published, two copies of one key publish one).
+DB_RETRY_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -186,11 +193,12 @@ def materialize_all(
                 failures.append(PartitionFailure(asset, key, f"not run: its input {blocked} failed"))
                 continue
             if on_workers:
-                result = launch_stage(instance, asset, key, asset_config, {"modelrec/stage": asset})
+                launch, args = launch_stage, (instance, asset, key, asset_config, {"modelrec/stage": asset})
             else:
-                result = _launch(jobs, instance, asset, key, asset_config)
-            if not result.success:
-                failures.append(PartitionFailure(asset, key, failure_reason(result)))
+                launch, args = _launch, (jobs, instance, asset, key, asset_config)
+            result, lost = _launch_again_on_a_lost_database(asset, key, launch, *args)
+            if result is None or not result.success:
+                failures.append(PartitionFailure(asset, key, lost or failure_reason(result)))
                 logger.warning("%s", failures[-1])
                 continue
             for event in result.get_asset_materialization_events():
@@ -223,6 +231,28 @@ def _launch(jobs: Mapping[str, Any], instance: DagsterInstance, asset: str, part
         raise_on_error=False,
         asset_selection=stage_selection(asset),
     )
+
+
+def _launch_again_on_a_lost_database(asset: str, partition: str | None, launch: Callable[..., Any],
+                                     *args: Any) -> tuple[Any | None, str | None]:
+    """``(launch(*args), None)``; when the launch raised the instance's database error (SQLAlchemy's
+    OperationalError / InterfaceError: the connection was dropped or refused), the run is launched once
+    more after :data:`DB_RETRY_SECONDS`, and a second such error is returned as ``(None, reason)``, one line.
+    The run whose orchestration lost the connection may stay STARTED in the instance: the relaunch is a
+    new run."""
+    reason = ""
+    for attempt in range(2):
+        try:
+            return launch(*args), None
+        except (OperationalError, InterfaceError) as error:
+            cause = error.orig if error.orig is not None else error
+            first = (str(cause).strip().splitlines() or [""])[0]
+            reason = f"the Dagster instance's database connection was lost ({type(cause).__name__}: {first})"
+            if not attempt:
+                logger.warning("%s[%s]: %s; launching its run again in %.0f s", asset, partition or "-", reason,
+                               DB_RETRY_SECONDS)
+                time.sleep(DB_RETRY_SECONDS)
+    return None, reason
 
 
 def _failed_input(assets_def: Any, partition: str | None, failures: Sequence[PartitionFailure]) -> str | None:

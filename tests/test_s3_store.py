@@ -24,6 +24,7 @@ from ml_core.artifacts import (
     write_manifest,
     zarr_store,
 )
+from ml_core.artifacts import storage
 from pipelines import cluster
 from pipelines.runner import materialize_all
 from resources.artifact_store import ArtifactStore
@@ -117,6 +118,69 @@ def test_a_reader_never_sees_a_manifest_before_all_the_data(store, s3):
     assert any(not published for published, _ in seen)  # it read while the artifact was being published
     assert seen[-1][0]
     assert {count for published, count in seen if published} == {len(names)}
+
+
+def _publish(final, content: bytes, names):
+    with staged_directory(final) as tmp:
+        for name in names:
+            (tmp / name).write_bytes(content)
+        write_manifest(tmp, {"content_hash": "same key", "by": content.decode()})
+
+
+def test_a_second_publisher_of_one_key_never_breaks_the_first_ones_copy(store, s3, monkeypatch):
+    """Two runs of one partition at once (the cluster's two launches): B starts publishing while A is moving
+    its files in. Before the claim, B took A's half-moved files for a leftover and deleted them, and A then
+    published its manifest over the hole (a worker's zarr read failed: FileNotFoundError('chunks')), or B's
+    and A's files were mixed. The published artifact must hold every file, all from the publisher whose
+    manifest it is."""
+    final = store.artifact_dir("model_parameters", "m", "k")
+    names = [f"params.zarr/chunks/c/{i}" for i in range(6)] + ["params.zarr/zarr.json"]
+    real_mv = S3FileSystem.mv
+    a_moving, b_over = threading.Event(), threading.Event()
+
+    def mv(self, path1, path2, *args, **kwargs):  # A pauses after its first file lands in final
+        real_mv(self, path1, path2, *args, **kwargs)
+        if threading.current_thread().name == "A" and path2.startswith(final.path + "/") and not a_moving.is_set():
+            a_moving.set()
+            b_over.wait(2.0)  # until B is done, or 2 s (a B that waits for A's manifest would wait forever)
+
+    monkeypatch.setattr(S3FileSystem, "mv", mv)
+    errors = []
+
+    def publish_a():
+        try:
+            _publish(final, b"A", names)
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+
+    a = threading.Thread(target=publish_a, name="A")
+    a.start()
+    assert a_moving.wait(30)
+    try:
+        _publish(final, b"B", names)
+    finally:
+        b_over.set()
+        a.join()
+    assert not errors
+    winner = read_manifest(final)["by"]
+    assert {name: (final / name).read_bytes().decode() for name in names} == {name: winner for name in names}
+    prefix = store.root_path.path.split("/", 1)[1]
+    assert not [k for k in _keys(s3, prefix) if ".tmp-" in k or k.endswith(storage.CLAIM_NAME)]
+
+
+def test_a_publisher_that_died_while_moving_files_in_is_taken_over(store, s3, monkeypatch):
+    """A claim nobody refreshes (its publisher was killed mid-move) delays the next publisher by
+    CLAIM_STALE_SECONDS, never forever; the half-moved files are overwritten, none is deleted."""
+    monkeypatch.setattr(storage, "CLAIM_STALE_SECONDS", 0.5)
+    final = store.artifact_dir("asset", None, "dead")
+    (final / storage.CLAIM_NAME).write_text("dead-publisher 3")
+    (final / "a.bin").write_bytes(b"dead")  # moved in before it died; no manifest
+    start = time.monotonic()
+    _publish(final, b"new", ["a.bin", "b.bin"])
+    assert 0.5 <= time.monotonic() - start < 20
+    assert read_manifest(final)["by"] == "new"
+    assert (final / "a.bin").read_bytes() == (final / "b.bin").read_bytes() == b"new"
+    assert not (final / storage.CLAIM_NAME).exists()
 
 
 def test_refs_lookup_cache_hit_and_listing_see_other_writers(store, s3):

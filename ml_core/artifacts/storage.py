@@ -6,7 +6,10 @@ A reader treats a directory without a manifest as absent, so an interrupted writ
 read as valid. Paths are :class:`upath.UPath`, so ``s3://``, ``gs://`` and ``memory://`` roots
 go through the same code as local folders. On a local disk the publication is one atomic
 ``rename``; on an object store (no atomic directory rename) every file is moved first and the
-manifest last, so a reader still never sees a manifest before the data.
+manifest last, so a reader still never sees a manifest before the data, and publishers of one
+key take turns through an exclusive claim object (``<final>/.publishing``, S3's conditional put):
+one moves its files in while the others wait for its manifest, and nothing under a final path is
+ever deleted (see :func:`_publish_on_object_store`).
 
 Leftovers of killed runs (``.<name>.tmp-<32 hex>``) are removed by
 :func:`collect_stale_temporaries`, which decides from the storage alone, with no lock and no
@@ -47,6 +50,13 @@ HEARTBEAT_NAME = ".heartbeat"
 HEARTBEAT_SECONDS = 30.0
 #: default age (seconds since the last sign of life) after which a staging leftover is removed.
 STALE_AFTER_SECONDS = 6 * 3600.0
+#: on an object store, inside a final directory: the claim of the publisher moving its files in.
+CLAIM_NAME = ".publishing"
+#: how often that publisher rewrites its claim while it moves files (seconds).
+CLAIM_BEAT_SECONDS = 2.0
+#: a claim seen unchanged this long (on the waiting publisher's own clock) belongs to a dead publisher (seconds).
+CLAIM_STALE_SECONDS = 30.0
+_CLAIM_POLL_SECONDS = 0.2
 _TMP_MARK = ".tmp-"
 _TMP_NAME = re.compile(r"^\..+\.tmp-[0-9a-f]{32}$")
 _SECRET_QUERY = re.compile(
@@ -143,7 +153,7 @@ def write_json(path: UPath, value: Any) -> None:
     tmp = path.with_name(f".{path.name}{_TMP_MARK}{uuid.uuid4().hex}")
     try:
         tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str))
-        _rename(tmp, path, replace=True)
+        _rename(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             remove_tree(tmp)
@@ -164,26 +174,13 @@ def read_manifest(directory: UPath) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _rename(src: UPath, dst: UPath, *, replace: bool) -> None:
+def _rename(src: UPath, dst: UPath) -> None:
+    """Move the file ``src`` to ``dst``, replacing it (one ``os.replace`` locally; one object written whole
+    on an object store). Directories on object stores go through :func:`_publish_on_object_store`."""
     if is_local(src):
-        if replace:
-            os.replace(src.path, dst.path)
-        else:
-            os.rename(src.path, dst.path)  # fails if dst is a non-empty directory
-        return
-    fs = src.fs
-    if not replace and fs.exists(dst.path):
-        raise FileExistsError(redact_url(dst))
-    if not fs.isdir(src.path):
-        fs.mv(src.path, dst.path)
-        return
-    # no atomic directory rename on object stores: every file first, the manifest last
-    root = src.path.rstrip("/")
-    files = sorted(fs.find(src.path), key=lambda f: f.rsplit("/", 1)[-1] == MANIFEST_NAME)
-    for file in files:
-        fs.mv(file, dst.path.rstrip("/") + file[len(root) :])
-    with contextlib.suppress(FileNotFoundError):
-        fs.rm(src.path, recursive=True)
+        os.replace(src.path, dst.path)
+    else:
+        src.fs.mv(src.path, dst.path)
 
 
 def remove_tree(path: UPath) -> None:
@@ -202,43 +199,144 @@ def remove_tree(path: UPath) -> None:
 
 
 class _Heartbeat:
-    """Rewrites ``<directory>/.heartbeat`` every ``period`` seconds, from a daemon thread.
+    """Rewrites the file ``path`` every ``period`` seconds, from a daemon thread, with ``"<token> <count>"``.
 
-    ``lost`` becomes True if the file disappears (the directory was garbage-collected while
-    its writer was silent for longer than the collection threshold): the writer must not publish.
+    Two uses: ``<staging directory>/.heartbeat`` (its age tells :func:`collect_stale_temporaries` that the
+    writer is alive) and an object-store publisher's claim (its changing content tells a waiting publisher
+    the same). ``token`` given: the file was already written by the caller (the exclusive claim).
+    ``lost`` becomes True if the file disappears or holds another token (the staging directory was
+    garbage-collected, or the claim taken over, while its writer was silent too long): the writer must
+    not publish.
     """
 
-    def __init__(self, directory: UPath, period: float):
-        self.path = directory / HEARTBEAT_NAME
-        self.token = uuid.uuid4().hex
+    def __init__(self, path: UPath, period: float, *, token: str | None = None):
+        self.path = path
+        self.token = token or uuid.uuid4().hex
         self.period = period
+        self.beats = 0
         self.lost = False
         self._done = threading.Event()
-        self.path.write_text(self.token)
+        if token is None:
+            self.path.write_text(self._content())
         self._thread = threading.Thread(target=self._run, name="staging-heartbeat", daemon=True)
         self._thread.start()
+
+    def _content(self) -> str:
+        return f"{self.token} {self.beats}"
+
+    def _ours(self) -> bool:
+        """True while the file holds our token; FileNotFoundError and other OSErrors propagate."""
+        return self.path.read_text().split(" ", 1)[0] == self.token
 
     def _run(self) -> None:
         while not self._done.wait(self.period):
             try:
-                if not self.path.exists():
+                if not self._ours():
                     self.lost = True
                     return
-                self.path.write_text(self.token)
+                self.beats += 1
+                self.path.write_text(self._content())
+            except FileNotFoundError:
+                self.lost = True
+                return
             except OSError as error:  # a transient store error: try again next period
                 logger.debug("heartbeat %s: %s", redact_url(self.path), error)
 
-    def stop(self) -> bool:
-        """Stop beating; True if the directory is still ours (the heartbeat file was never lost)."""
+    def stop(self, *, remove: bool = True) -> bool:
+        """Stop beating; True if the file is still ours (never lost). ``remove``: delete it (when ours)."""
         self._done.set()
         self._thread.join()
         try:
-            alive = not self.lost and self.path.read_text() == self.token
-        except (FileNotFoundError, OSError):
+            alive = not self.lost and self._ours()
+        except OSError:  # FileNotFoundError included
             alive = False
-        with contextlib.suppress(FileNotFoundError, OSError):
-            self.path.unlink()
+        if remove and alive:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
         return alive
+
+
+def _wait_for_claim(claim: UPath, final: UPath) -> None:
+    """Wait while another publisher holds ``claim`` and ``final`` has no manifest; return when the manifest
+    is there, the claim is gone, or the claim went unchanged for :data:`CLAIM_STALE_SECONDS` (its holder
+    died mid-move: the claim is then removed, for the caller to take)."""
+    seen, since = None, time.monotonic()
+    while read_manifest(final) is None:
+        try:
+            content = claim.read_text()
+        except FileNotFoundError:
+            return
+        if content != seen:
+            seen, since = content, time.monotonic()
+        elif time.monotonic() - since > CLAIM_STALE_SECONDS:
+            logger.warning("%s: its publisher's claim has not changed for %.0f s (publisher gone?); taking over",
+                           redact_url(final), CLAIM_STALE_SECONDS)
+            with contextlib.suppress(FileNotFoundError):
+                claim.unlink()
+            return
+        time.sleep(_CLAIM_POLL_SECONDS)
+
+
+def _publish_on_object_store(tmp: UPath, final: UPath) -> bool:
+    """Move the files of the staged directory ``tmp`` into ``final`` on an object store, the manifest last;
+    True if ours was published, False if another publisher's copy was (``tmp`` is then left to the caller).
+
+    An object store has no atomic directory rename and no directories: two publishers of one key (two runs
+    of one partition at once) both find no manifest and both move files in. A publisher must therefore never
+    delete anything under ``final`` ("an unpublished leftover") nor treat a half-filled ``final`` as an
+    error: the other may be moving its files in at that moment, and a manifest would then be published over
+    deleted files. Publishers take turns instead: the one that creates ``final/.publishing`` exclusively
+    (``mode="create"``: S3's ``If-None-Match: *``) moves every file in (overwriting any left by a dead one)
+    while rewriting its claim every :data:`CLAIM_BEAT_SECONDS`, then the manifest, then removes the claim;
+    the others wait for that manifest and keep that copy (:func:`_wait_for_claim`).
+    """
+    claim = final / CLAIM_NAME
+    fs = final.fs
+    root, into = tmp.path.rstrip("/"), final.path.rstrip("/")
+    manifest = f"{root}/{MANIFEST_NAME}"  # present: checked by staged_directory
+    while read_manifest(final) is None:
+        token = uuid.uuid4().hex
+        try:
+            fs.pipe_file(claim.path, f"{token} 0".encode(), mode="create")
+        except FileExistsError:
+            _wait_for_claim(claim, final)
+            continue
+        beat = _Heartbeat(claim, CLAIM_BEAT_SECONDS, token=token)
+        try:
+            for file in fs.find(tmp.path):
+                if file != manifest:
+                    fs.mv(file, into + file[len(root) :])
+        except BaseException:
+            beat.stop()  # the claim released at once (when still ours): the next publisher need not wait
+            raise
+        if not beat.stop(remove=False):  # silent too long, taken over: the new holder publishes its whole copy
+            logger.warning("%s: lost the publication claim while moving files in; waiting for the other copy",
+                           redact_url(final))
+            continue
+        fs.mv(manifest, f"{into}/{MANIFEST_NAME}")
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(claim.path)
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(tmp.path, recursive=True)
+        return True
+    return False
+
+
+def _publish_locally(tmp: UPath, final: UPath) -> bool:
+    """Rename ``tmp`` to ``final`` (atomic); True if ours was published, False if another copy was. A local
+    ``final`` without a manifest was never published (the rename is atomic and the manifest is in ``tmp``
+    before it): an unpublished leftover, removed only after our rename failed on it."""
+    for attempt in range(2):
+        try:
+            os.rename(tmp.path, final.path)  # fails if final is a non-empty directory
+            return True
+        except OSError:
+            if read_manifest(final) is not None:
+                return False
+            if attempt:
+                raise
+            remove_tree(final)
+    return False
 
 
 @contextlib.contextmanager
@@ -255,7 +353,7 @@ def staged_directory(final: UPath) -> Iterator[UPath]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}{_TMP_MARK}{uuid.uuid4().hex}"
     tmp.mkdir(parents=True, exist_ok=False)
-    heartbeat = _Heartbeat(tmp, HEARTBEAT_SECONDS)
+    heartbeat = _Heartbeat(tmp / HEARTBEAT_NAME, HEARTBEAT_SECONDS)
     try:
         try:
             yield tmp
@@ -269,17 +367,13 @@ def staged_directory(final: UPath) -> Iterator[UPath]:
         if read_manifest(tmp) is None:
             raise RuntimeError(f"{redact_url(tmp)}: artifact has no {MANIFEST_NAME}; refusing to publish it")
         if read_manifest(final) is not None:
-            logger.info("%s already published by another run; keeping that copy", redact_url(final))
-            remove_tree(tmp)
-            return
-        if final.exists():  # an unpublished leftover (no manifest): replace it
-            remove_tree(final)
-        try:
-            _rename(tmp, final, replace=False)
-        except OSError:
-            if read_manifest(final) is None:
-                raise
-            logger.info("%s published by another run meanwhile; keeping that copy", redact_url(final))
+            published = False
+        elif is_local(final):
+            published = _publish_locally(tmp, final)
+        else:
+            published = _publish_on_object_store(tmp, final)
+        if not published:
+            logger.info("%s published by another run; keeping that copy", redact_url(final))
             remove_tree(tmp)
     except BaseException:
         remove_tree(tmp)
