@@ -27,6 +27,7 @@ from ml_core.artifacts import MANIFEST_NAME, partition_key, read_json, read_mani
 from pipelines import cluster, runner
 from pipelines.definitions import default_resources
 from pipelines.executors import celery_config
+from pipelines.jobs import JOB_OF_ASSET
 from pipelines.runner import PartitionsFailed, materialize_all
 from resources import settings
 from tests.pipeline_helpers import FAST_RUN_CONFIG, resources_for, world_env
@@ -123,6 +124,12 @@ def test_the_cluster_run_gives_the_local_data_versions(local_run, cluster_run, s
     assert all(_succeeded_tasks(w) > 0 for w in services["workers"]), [w.log for w in services["workers"]]
     runs = services["instance"].get_runs()
     assert len(runs) == len({(r.asset, r.partition) for r in cluster_run["records"]})
+    # each under its stage's named job, as a local run (the UI's Jobs page lists them), observing its files first
+    assert {run.tags["modelrec/stage"]: run.job_name for run in runs} == {
+        r.asset: JOB_OF_ASSET[r.asset] for r in cluster_run["records"]}
+    observed = {run.tags["modelrec/stage"]: {k.path[-1] for k in run.asset_selection or ()} for run in runs}
+    assert observed["model_parameters"] == {"model_checkpoints", "model_parameters"}
+    assert observed["autoencoder"] == {"autoencoder"}
     assert type(services["instance"].run_storage).__name__ == "PostgresRunStorage"
     # every artifact the refs point at is published (manifest) on S3
     store = services["store"]
