@@ -276,7 +276,8 @@ def test_a_run_on_a_redis_broker_completes_on_its_worker(services, reduced_world
     assert done.returncode == 0, done.stderr[-3000:]
     records = json.loads(done.stdout.strip().splitlines()[-1])
     assert [r[0] for r in records] == models and all(launched and version for _, launched, version in records)
-    assert _succeeded_tasks(worker) == len(models), worker.log  # each step ran on the Redis worker
+    # each step ran on the Redis worker: per run, the checkpoint's observation (model_checkpoints) and the flattening
+    assert _succeeded_tasks(worker) == 2 * len(models), worker.log
     for model, _, version in records:
         ref = current_ref(services["store"], "model_parameters", model)
         assert read_manifest(ref.directory(services["store"]))["content_hash"] == version
