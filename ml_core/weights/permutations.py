@@ -619,15 +619,16 @@ _KWARG_RULES = {
 }
 
 
-def _example_input(module: nn.Module, kwargs: Mapping[str, Any]) -> torch.Tensor:
-    """An image batch of one the network takes: ``(1, in_chans, side, side)``, side 32 or the ViT's own."""
+def _example_input(kwargs: Mapping[str, Any]) -> torch.Tensor:
+    """An image batch of one the network takes, on the meta device: ``(1, in_chans, side, side)``, side
+    32 or the ViT's own."""
     side = kwargs.get("img_size", 32)
-    return torch.randn(1, kwargs.get("in_chans", 3), side, side)
+    return torch.empty(1, kwargs.get("in_chans", 3), side, side, device="meta")
 
 
 def rebuild_network(index: FlattenIndex, architecture: str | None = None) -> tuple[nn.Module, torch.Tensor] | None:
-    """The network (random init) whose state dict has exactly the stored tensors' names and shapes, and
-    an example input; None where none of the known ones fits. ``architecture``: a library network the
+    """The network (on the meta device: shapes, no values) whose state dict has exactly the stored
+    tensors' names and shapes, and an example input; None where none of the known ones fits. ``architecture``: a library network the
     model was loaded into (``timm:<name>``), tried first."""
     shapes = _shapes(index)
     candidates: list[tuple[str, Any]] = []
@@ -641,14 +642,13 @@ def rebuild_network(index: FlattenIndex, architecture: str | None = None) -> tup
                 continue
     for name, kwargs in candidates:
         try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
+            with torch.device("meta"):  # shapes only: no weights allocated, nothing initialised
                 module = build_library_architecture(name, **kwargs) if ":" in name else build_architecture(name, **kwargs)
         except (UnknownArchitectureError, ValueError, TypeError, RuntimeError) as err:
             logger.debug("%s does not build from the stored shapes: %s", name, err)
             continue
         if {k: tuple(v.shape) for k, v in module.state_dict().items()} == shapes:
-            return module, _example_input(module, kwargs)
+            return module, _example_input(kwargs)
     return None
 
 
