@@ -7,6 +7,10 @@ architecture, source task, source accuracy and mean transfer accuracy
 
 * ``embedding``: the store's current weight embedder (the ``autoencoder`` asset's config: the token
   encoder by default), pooled as the ``model_embeddings`` asset pools it;
+* ``embedding_rows`` / ``embedding_neurons``: the same token encoder with the other way of permuting
+  its contrastive views (``tokens.permutation``: today's row shuffle, or function-preserving neuron
+  permutations, :mod:`ml_core.weights.permutations`), so that both are scored on the same folds and
+  seeds, paired;
 * ``chunk_autoencoder``: the seed's 8192 -> 1024 -> 512 chunk autoencoder, pooled as the seed did (the
   mean code): the baseline;
 * ``weight_statistics``, ``counts``, ``random``: the bars.
@@ -41,7 +45,6 @@ from ml_core.evaluation.probes import (
 from ml_core.weights import EmbeddingConfig, WeightEmbedderConfig, embed, train_embedder
 from pipelines.readers import autoencoder_training, ground_truth, model_parameters
 from resources.model_zoo import ModelZoo
-from resources.settings import default_zoo_dir
 
 BASELINE = WeightEmbedderConfig(method="chunk_autoencoder")
 BASELINE_POOLING = EmbeddingConfig(token_segments=0, structure=False)  # the seed's model token: the mean chunk code
@@ -50,7 +53,6 @@ BASELINE_POOLING = EmbeddingConfig(token_segments=0, structure=False)  # the see
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_store_arguments(parser)
-    parser.add_argument("--zoo", default=default_zoo_dir())
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--ranking", action="store_true", help="also the leave-models-out ranker, per embedder")
@@ -62,7 +64,13 @@ def main() -> None:
     training = autoencoder_training(store)
     cards = {e.key: e.card() for e in ModelZoo(root=args.zoo).entries() if e.key in params}
     properties = model_properties(cards, ground_truth(store))
-    extra = {"chunk_autoencoder": lambda seed: embedder_describer(params, BASELINE.with_seed(seed), BASELINE_POOLING)}
+    extra = {}
+    variant = None
+    if training.method == "token_encoder":
+        other = "neurons" if training.tokens.permutation == "rows" else "rows"
+        variant = (f"embedding_{other}", dataclasses.replace(training, tokens=dataclasses.replace(training.tokens, permutation=other)))
+        extra[variant[0]] = lambda seed: embedder_describer(params, variant[1].with_seed(seed))
+    extra["chunk_autoencoder"] = lambda seed: embedder_describer(params, BASELINE.with_seed(seed), BASELINE_POOLING)
     frame = run_probes(params, properties, training, ProbeConfig(n_folds=args.folds, seeds=tuple(args.seeds)),
                        extra=extra)
     seconds = time.perf_counter() - start
@@ -70,7 +78,9 @@ def main() -> None:
         frame.to_parquet(args.out, index=False)
 
     print(f"embedding probes | commit {commit()} | seeds {args.seeds} | store {args.store}")
-    print(f"{len(params)} models, {args.folds} model folds per seed; embedder: {training.method}; {seconds:.0f} s on this CPU")
+    print(f"{len(params)} models, {args.folds} model folds per seed; embedder: {training.method}"
+          f"{f' (views: {training.tokens.permutation})' if training.method == 'token_encoder' else ''}; "
+          f"{seconds:.0f} s on this CPU")
     print("held-out models (each embedder retrained without them). architecture / source: accuracy (source: "
           "descriptors centred per architecture); source_accuracy / mean_transfer: R^2 of the pooled held-out "
           "predictions; mean +- std over seeds\n")
@@ -85,6 +95,20 @@ def main() -> None:
         verdict = probe_verdict(frame, name, ProbeConfig().min_properties_beaten, TRIVIAL)
         print(f"  beaten: {', '.join(verdict['beaten']) or 'none'}; tied at the ceiling: "
               f"{', '.join(verdict['ceiling_ties']) or 'none'}; the check would {'PASS' if verdict['passed'] else 'FAIL'}")
+    if variant is not None:
+        print(f"\n{variant[0]} minus embedding (views: {training.tokens.permutation}), paired by seed "
+              "(same folds), per property: mean, and seeds where it is higher:")
+        scores = frame.pivot_table(index=["seed", "property"], columns="describer", values="score")
+        for prop in ("architecture", "source", "source_accuracy", "mean_transfer"):
+            diff = (scores[variant[0]] - scores["embedding"]).xs(prop, level="property")
+            print(f"  {prop:16s} {diff.mean():+.3f}   higher in {int((diff > 0).sum())}/{len(diff)} seeds   "
+                  f"per seed {' '.join(f'{d:+.3f}' for d in diff)}")
+        print("\ntraining the embedder on all the models once (as the autoencoder asset does), seed 0:")
+        for name, config in (("embedding", training), variant):
+            tic = time.perf_counter()
+            artifact, history = train_embedder(dict(params.items()), config.with_seed(0))
+            print(f"  {name:18s} views {config.tokens.permutation:8s} {time.perf_counter() - tic:6.1f} s, "
+                  f"{len(history.epochs)} epochs, held-out relative MSE {artifact.info['relative_mse']:.4f}")
     if args.ranking:
         print()
         ranking_comparison(data, params, training, args.seeds)

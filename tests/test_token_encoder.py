@@ -20,7 +20,14 @@ from ml_core.weights import (
     train_embedder,
     write_model_parameters,
 )
-from ml_core.weights.token_encoder import WindowSampler, model_token_count, nt_xent, sample_model_tokens, token_corpus
+from ml_core.weights.token_encoder import (
+    WindowSampler,
+    _shuffle_rows,
+    model_token_count,
+    nt_xent,
+    sample_model_tokens,
+    token_corpus,
+)
 from ml_core.weights.weight_tokens import N_POSITION_FEATURES, all_tokens
 
 SMALL = TokenEncoderConfig(token_size=16, window=8, d_model=16, n_layers=1, n_heads=2, ff_dim=32, code_dim=8, latent_dim=4)
@@ -57,6 +64,17 @@ def test_forward_shapes_and_padding_does_not_change_the_code():
     garbage = values.clone()
     garbage[:, 6:] = 1e3  # padded tokens: whatever they hold, the code is the same
     torch.testing.assert_close(model.encode(garbage, positions, present), code)
+
+
+def test_the_row_shuffle_view_is_invisible_to_the_encoder():
+    """Shuffling a window's tokens with their positions (``permutation="rows"``) leaves the window's code
+    unchanged: the encoder reads a set of (values, positions) pairs. Only ``neurons`` changes what it reads."""
+    model = WeightTokenEncoder(SMALL).eval()
+    values, positions = torch.randn(2, 8, 16), torch.rand(2, 8, N_POSITION_FEATURES)
+    present = torch.ones(2, 8, dtype=torch.bool)
+    order = torch.from_numpy(_shuffle_rows(np.zeros((8, 1)), np.random.default_rng(0)))  # one tensor: any order
+    assert not torch.equal(order, torch.arange(8))
+    torch.testing.assert_close(model.encode(values[:, order], positions[:, order], present), model.encode(values, positions, present))
 
 
 def test_nt_xent_prefers_matching_pairs():

@@ -11,9 +11,12 @@ states through ``Linear(d_model, code_dim)``. Two heads train it:
   values replaced by a learned mask vector first (their positions, scale included, stay visible), so
   those are predicted from their context alone; the loss is the MSE over real values;
 * **contrastive (NT-Xent)**: two *views* of a model, windows starting near each other in the same
-  model, each with small Gaussian noise, token dropout and its rows of each tensor shuffled (a
-  neuron's index in a layer carries no meaning), are pulled together through a projection head and
-  pushed from the other models' windows in the batch.
+  model, each with small Gaussian noise, token dropout and a reordering of the weights
+  (``permutation``: ``rows`` shuffles a window's tokens within each tensor, their positions with
+  them, which the encoder, reading a set of tokens, cannot see; ``neurons`` applies an independent
+  random function-preserving neuron permutation to each view, :mod:`~ml_core.weights.permutations`,
+  and re-tokenizes the permuted weights), are pulled together through a projection head and pushed
+  from the other models' windows in the batch.
 
 A model's embedding is the mean of the codes of all its windows (weighted by real tokens), overall
 and per contiguous depth segment, so it does not depend on the model's size: see :func:`embed_tokens`.
@@ -28,7 +31,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -40,7 +43,8 @@ from ml_core.configs import config_from_dict, config_to_dict
 from ml_core.trainer import BaseTrainer, TrainerConfig, TrainingHistory, load_weights, save_weights
 from ml_core.weights.autoencoder import relative_error, split_models
 from ml_core.weights.parameters import ModelParameters
-from ml_core.weights.weight_tokens import N_POSITION_FEATURES, WeightTokens, model_tokens
+from ml_core.weights.permutations import TokenPermuter, model_permutation_groups
+from ml_core.weights.weight_tokens import N_POSITION_FEATURES, WeightTokens, model_tensor_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -101,12 +105,21 @@ class WeightTokenEncoder(nn.Module):
         return self.forward(values, positions, present)[0]
 
 
+#: How a view reorders a model's weights: ``rows`` shuffles a window's tokens among those of the same
+#: tensor, positions included (the encoder sees a set of tokens, so this changes nothing it reads);
+#: ``neurons`` applies a random function-preserving neuron permutation to the whole model
+#: (:mod:`~ml_core.weights.permutations`) and re-tokenizes it: rows move, and the columns of the
+#: layers that read them move with them.
+ViewPermutation = Literal["rows", "neurons"]
+
+
 @dataclass(frozen=True)
 class TokenEncoderTrainingConfig:
     """How a :class:`WeightTokenEncoder` is trained; saved with the artifact.
 
     Each epoch draws ``steps_per_epoch`` batches of ``batch_size`` models x 2 views; validation
-    draws ``val_steps`` batches from the validation models (fixed by ``seed``).
+    draws ``val_steps`` batches from the validation models (fixed by ``seed``). ``permutation``: how
+    each view reorders the weights (:data:`ViewPermutation`).
     """
 
     model: TokenEncoderConfig = field(default_factory=TokenEncoderConfig)
@@ -121,6 +134,7 @@ class TokenEncoderTrainingConfig:
     noise_std: float = 0.05
     token_dropout: float = 0.1
     view_distance: int = 4  # the second view starts within this many windows of the first
+    permutation: ViewPermutation = "rows"
     max_tokens_per_model: int = 8192
     max_total_tokens: int = 1_048_576
     val_fraction: float = 0.2
@@ -138,10 +152,12 @@ def model_token_count(params: ModelParameters, token_size: int) -> int:
     return total
 
 
-def sample_model_tokens(params: ModelParameters, budget: int, token_size: int, rng: np.random.Generator) -> WeightTokens:
+def sample_model_tokens(params: ModelParameters, budget: int, token_size: int, rng: np.random.Generator,
+                        permuter: TokenPermuter | None = None) -> WeightTokens:
     """Every token of a model, or, past ``budget``, ``budget`` tokens (rounded down to a multiple of
     the run count) in 16 contiguous, non-overlapping runs at random places, one in each sixteenth of
-    the network (network order kept); read one tensor at a time."""
+    the network (network order kept); read one tensor at a time. ``permuter``: given the sampled
+    tensors as they are read, so that it can re-tokenize the sample under neuron permutations."""
     n = model_token_count(params, token_size)
     if n <= budget:
         keep = None
@@ -153,13 +169,16 @@ def sample_model_tokens(params: ModelParameters, budget: int, token_size: int, r
             start = k * stratum + int(rng.integers(stratum - length + 1))
             keep[start : start + length] = True
     parts, seen = [], 0
-    for tokens in model_tokens(params, token_size):
+    for entry, values, tokens in model_tensor_tokens(params, token_size):
         count = len(tokens)
-        if keep is None:
-            parts.append(tokens)
-        elif keep[seen : seen + count].any():
-            parts.append(tokens.take(np.flatnonzero(keep[seen : seen + count])))
+        kept = np.arange(count) if keep is None else np.flatnonzero(keep[seen : seen + count])
+        if len(kept):
+            parts.append(tokens if keep is None else tokens.take(kept))
+        if permuter is not None:
+            permuter.add(entry, values, kept)
         seen += count
+    if permuter is not None:
+        permuter.finish()
     return WeightTokens.concatenate(parts, token_size)
 
 
@@ -176,8 +195,11 @@ def _shuffle_rows(positions: np.ndarray, rng: np.random.Generator) -> np.ndarray
 class WindowSampler:
     """Draws batches of paired views from the token samples of a set of models (see module docstring)."""
 
-    def __init__(self, corpus: list[WeightTokens], config: TokenEncoderTrainingConfig, steps: int, seed: int):
+    def __init__(self, corpus: list[WeightTokens], config: TokenEncoderTrainingConfig, steps: int, seed: int,
+                 permuters: list[TokenPermuter | None] | None = None):
+        permuters = permuters or [None] * len(corpus)
         self.corpus = [c for c in corpus if len(c)]
+        self.permuters = [p for c, p in zip(corpus, permuters, strict=True) if len(c)]
         self.config = config
         self.steps = steps
         self.seed = seed
@@ -186,8 +208,9 @@ class WindowSampler:
     def __len__(self) -> int:
         return self.steps
 
-    def _window(self, tokens: WeightTokens, start: int, rng: np.random.Generator, augment: bool) -> tuple[np.ndarray, ...]:
+    def _window(self, model: int, start: int, rng: np.random.Generator, augment: bool) -> tuple[np.ndarray, ...]:
         c = self.config
+        tokens, permuter = self.corpus[model], self.permuters[model]
         w = c.model.window
         stop = min(start + w, len(tokens))
         values = np.zeros((w, c.model.token_size), np.float32)
@@ -195,16 +218,20 @@ class WindowSampler:
         present = np.zeros(w, bool)
         n = stop - start
         values[:n], positions[:n], present[:n] = tokens.values[start:stop], tokens.positions[start:stop], True
-        if augment:
+        order = np.arange(n)
+        if augment and c.permutation == "neurons" and permuter:
+            permuter.permuted(start, stop, values[:n], positions[:n], rng)
+        elif augment and c.permutation == "rows":
             order = _shuffle_rows(positions[:n], rng)
             values[:n], positions[:n] = values[:n][order], positions[:n][order]
+        if augment:
             values[:n] += c.noise_std * rng.standard_normal(values[:n].shape).astype(np.float32) * tokens.mask[start:stop][order]
             drop = rng.random(n) < c.token_dropout
             if drop.all():
                 drop[rng.integers(n)] = False
             present[:n] &= ~drop
         value_mask = np.zeros((w, c.model.token_size), bool)
-        value_mask[:n] = tokens.mask[start:stop][order] if augment else tokens.mask[start:stop]
+        value_mask[:n] = tokens.mask[start:stop][order]
         value_mask &= present[:, None]
         return values, positions, present, value_mask
 
@@ -218,8 +245,8 @@ class WindowSampler:
             last = max(len(tokens) - w, 0)
             first = int(rng.integers(last + 1))
             second = int(np.clip(first + rng.integers(-c.view_distance * w, c.view_distance * w + 1), 0, last))
-            views[0].append(self._window(tokens, first, rng, True))
-            views[1].append(self._window(tokens, second, rng, True))
+            views[0].append(self._window(model, first, rng, True))
+            views[1].append(self._window(model, second, rng, True))
         out: dict[str, torch.Tensor] = {}
         for v, items in enumerate(views):
             values, positions, present, value_mask = (np.stack(x) for x in zip(*items, strict=True))
@@ -339,11 +366,26 @@ class TokenEncoderArtifact:
                    training=config_from_dict(TokenEncoderTrainingConfig, meta["training"]))
 
 
+def token_samples(models: dict[str, ModelParameters], names: list[str], config: TokenEncoderTrainingConfig,
+                  rng: np.random.Generator) -> tuple[list[WeightTokens], list[TokenPermuter | None]]:
+    """Each named model's token sample, within the per-model and total budgets, and (``permutation ==
+    "neurons"``) the :class:`~ml_core.weights.permutations.TokenPermuter` of each sample (None where the
+    config asks for none)."""
+    budget = min(config.max_tokens_per_model, max(config.model.window, config.max_total_tokens // max(len(names), 1)))
+    corpus, permuters = [], []
+    for name in names:
+        permuter = None
+        if config.permutation == "neurons":
+            permuter = TokenPermuter(model_permutation_groups(models[name]), config.model.token_size)
+        corpus.append(sample_model_tokens(models[name], budget, config.model.token_size, rng, permuter))
+        permuters.append(permuter)
+    return corpus, permuters
+
+
 def token_corpus(models: dict[str, ModelParameters], names: list[str], config: TokenEncoderTrainingConfig,
                  rng: np.random.Generator) -> list[WeightTokens]:
-    """Each named model's token sample, within the per-model and total budgets."""
-    budget = min(config.max_tokens_per_model, max(config.model.window, config.max_total_tokens // max(len(names), 1)))
-    return [sample_model_tokens(models[n], budget, config.model.token_size, rng) for n in names]
+    """Each named model's token sample, within the per-model and total budgets (:func:`token_samples`)."""
+    return token_samples(models, names, config, rng)[0]
 
 
 def train_token_encoder(
@@ -354,12 +396,12 @@ def train_token_encoder(
         raise ValueError("no models to train the token encoder on")
     rng = np.random.default_rng(config.seed)
     train_names, val_names = split_models(list(models), config.val_fraction, config.seed)
-    train_corpus = token_corpus(models, train_names, config, rng)
-    train_loader = WindowSampler(train_corpus, config, config.steps_per_epoch, config.seed)
+    train_corpus, train_permuters = token_samples(models, train_names, config, rng)
+    train_loader = WindowSampler(train_corpus, config, config.steps_per_epoch, config.seed, train_permuters)
     val_loader, val_corpus = None, []
     if val_names:
-        val_corpus = token_corpus(models, val_names, config, rng)
-        val_loader = FixedBatches(WindowSampler(val_corpus, config, config.val_steps, config.seed + 1))
+        val_corpus, val_permuters = token_samples(models, val_names, config, rng)
+        val_loader = FixedBatches(WindowSampler(val_corpus, config, config.val_steps, config.seed + 1, val_permuters))
     torch.manual_seed(config.seed)
     model = WeightTokenEncoder(config.model)
     history = TokenEncoderTrainer(model, config, out_dir).fit(train_loader, val_loader)

@@ -38,6 +38,7 @@ POSITION_FEATURES = (
     "depth", *(f"role_{r}" for r in ROLES), "row", "piece", "log_fan_in", "log_fan_out", "log_rms",
 )
 N_POSITION_FEATURES = len(POSITION_FEATURES)
+LOG_RMS_COLUMN = POSITION_FEATURES.index("log_rms")
 _RUNNING = ("running_mean", "running_var")
 
 
@@ -122,9 +123,10 @@ class WeightTokens:
         return WeightTokens(self.values[rows], self.mask[rows], self.positions[rows])
 
 
-def tensor_tokens(entry: TensorEntry, values: np.ndarray, depth: float, token_size: int) -> WeightTokens:
-    """The tokens of one tensor (see the module docstring); ``depth`` is its relative depth in [0, 1]."""
-    rows = values.reshape(1, -1) if values.ndim <= 1 else values.reshape(values.shape[0], -1)
+def row_pieces(rows: np.ndarray, token_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows ``(R, C)`` cut into ``pieces = ceil(C / token_size)`` tokens each (row-major, the last piece of a
+    row zero-padded), each divided by its RMS: ``values (R * pieces, token_size)`` float32, ``mask`` (real
+    values) and ``rms (R * pieces,)``."""
     n_rows, fan_in = rows.shape
     pieces = max(1, math.ceil(fan_in / token_size))
     padded = np.zeros((n_rows, pieces * token_size), np.float32)
@@ -136,7 +138,15 @@ def tensor_tokens(entry: TensorEntry, values: np.ndarray, depth: float, token_si
     counts = mask.sum(1)
     rms = np.sqrt((tokens.astype(np.float64) ** 2).sum(1) / counts)
     safe = np.where(rms > 1e-12, rms, 1.0)
-    tokens = (tokens / safe[:, None]).astype(np.float32)
+    return (tokens / safe[:, None]).astype(np.float32), mask, rms
+
+
+def tensor_tokens(entry: TensorEntry, values: np.ndarray, depth: float, token_size: int) -> WeightTokens:
+    """The tokens of one tensor (see the module docstring); ``depth`` is its relative depth in [0, 1]."""
+    rows = values.reshape(1, -1) if values.ndim <= 1 else values.reshape(values.shape[0], -1)
+    n_rows, fan_in = rows.shape
+    pieces = max(1, math.ceil(fan_in / token_size))
+    tokens, mask, rms = row_pieces(rows, token_size)
     positions = np.zeros((len(tokens), N_POSITION_FEATURES), np.float32)
     positions[:, 0] = depth
     positions[:, 1 + ROLES.index(tensor_role(entry))] = 1.0
@@ -146,17 +156,23 @@ def tensor_tokens(entry: TensorEntry, values: np.ndarray, depth: float, token_si
     positions[:, 2 + len(ROLES)] = piece_index / max(pieces - 1, 1)
     positions[:, 3 + len(ROLES)] = math.log1p(fan_in) / 10.0
     positions[:, 4 + len(ROLES)] = math.log1p(n_rows) / 10.0
-    positions[:, 5 + len(ROLES)] = np.log10(np.maximum(rms, 1e-8)) / 4.0
+    positions[:, LOG_RMS_COLUMN] = np.log10(np.maximum(rms, 1e-8)) / 4.0
     return WeightTokens(tokens, mask, positions)
 
 
-def model_tokens(params: ModelParameters, token_size: int = 64) -> Iterator[WeightTokens]:
-    """The tokens of a whole model, one tensor at a time (network order; a tensor's depth is the
-    fraction of the model's values before its middle)."""
+def model_tensor_tokens(params: ModelParameters, token_size: int = 64) -> Iterator[tuple[TensorEntry, np.ndarray, WeightTokens]]:
+    """Every tensor of a model (network order) with its values and tokens; a tensor's depth is the
+    fraction of the model's values before its middle."""
     total, seen = max(params.index.total_values, 1), 0
     for entry, values in iter_tensors(params):
-        yield tensor_tokens(entry, values, (seen + entry.numel / 2) / total, token_size)
+        yield entry, values, tensor_tokens(entry, values, (seen + entry.numel / 2) / total, token_size)
         seen += entry.numel
+
+
+def model_tokens(params: ModelParameters, token_size: int = 64) -> Iterator[WeightTokens]:
+    """The tokens of a whole model, one tensor at a time (network order, see :func:`model_tensor_tokens`)."""
+    for _entry, _values, tokens in model_tensor_tokens(params, token_size):
+        yield tokens
 
 
 def all_tokens(params: ModelParameters, token_size: int = 64) -> WeightTokens:
