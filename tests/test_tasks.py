@@ -9,11 +9,18 @@ import ml_core.evaluation.sampled as sampled
 from ml_core.evaluation import EvaluationData, leave_family_out_folds
 from ml_core.evaluation.folds import Fold
 from ml_core.evaluation.sampled import TaskSetting, evaluate_task_fold, task_pool, with_tasks
-from ml_core.ground_truth.transferability import logme
+from ml_core.ground_truth.transferability import logme, loo_probe_accuracy
 from ml_core.images import DatasetTokens
 from ml_core.ranking import BaselineReference, RankerConfig, RankerTrainingConfig
 from ml_core.ranking.data import EpochMix, tasks_per_epoch
-from ml_core.ranking.proxies import dataset_slots, proxy_agreement, proxy_tables, select_proxy, thin_features
+from ml_core.ranking.proxies import (
+    dataset_slots,
+    proxy_agreement,
+    proxy_tables,
+    select_proxy,
+    task_logme,
+    thin_features,
+)
 from ml_core.ranking.tasks import (
     SampledTask,
     TaskClass,
@@ -99,6 +106,9 @@ def test_thin_features_keep_logme_exactly_and_proxies_prefer_features_that_separ
     wide, labels = rng.normal(size=(30, 200)), np.repeat([0, 1, 2], 10)
     assert thin_features(wide).shape == (30, 30)
     assert logme(thin_features(wide), labels) == pytest.approx(logme(wide, labels), rel=1e-9)
+    narrow = wide[:, :12] + labels[:, None]
+    for x in (wide, narrow):  # every class's fixed point at once: the product's LogME
+        assert task_logme(x, labels) == pytest.approx(logme(x, labels), rel=1e-9)
     tokens = _tokens()
     features = {}
     for d, t in tokens.items():  # model "good": its features are the class index plus a little noise
@@ -110,6 +120,24 @@ def test_thin_features_keep_logme_exactly_and_proxies_prefer_features_that_separ
     for name in ("probe", "logme", "aggregate"):
         assert (tables[name][:, 1] > tables[name][:, 0]).all(), name
         assert np.isnan(tables[name][:, 2]).all()  # a model without features has no label
+
+
+def test_the_leave_one_out_probe_is_the_ridge_refit_without_each_image():
+    rng = np.random.default_rng(2)
+    labels = np.repeat([0, 1, 2], 7)
+    features = rng.normal(size=(21, 5)) + 0.7 * labels[:, None]
+    separable = rng.normal(size=(21, 5)) + 3.0 * np.eye(3, 5)[labels]
+    x = (features - features.mean(0)) / (features.std(0) + 1e-8)
+    target = (labels[:, None] == np.arange(3)) * 2.0 - 1.0
+    correct = 0
+    for i in range(21):  # ridge with an unpenalised intercept, fit on the 20 others
+        keep = np.arange(21) != i
+        xm, tm = x[keep].mean(0), target[keep].mean(0)
+        xc = x[keep] - xm
+        coef = np.linalg.solve(xc.T @ xc + 10.0 * np.eye(5), xc.T @ (target[keep] - tm))
+        correct += int(np.argmax((x[i] - xm) @ coef + tm) == labels[i])
+    assert loo_probe_accuracy(features, labels, alphas=(10.0,)) == pytest.approx(correct / 21)
+    assert loo_probe_accuracy(separable, labels) > 0.9 > loo_probe_accuracy(rng.normal(size=(21, 5)), labels)
 
 
 def test_the_proxy_is_chosen_on_the_rows_it_is_given_only():

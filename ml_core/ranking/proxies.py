@@ -3,9 +3,12 @@
 A sampled task (:mod:`ml_core.ranking.tasks`) has no fine-tune result; its ranking label is a proxy
 computed from each zoo model's penultimate features of the task's images:
 
-* ``probe``: a 4-fold linear probe's accuracy (:func:`~ml_core.ground_truth.transferability.probe_accuracy`:
-  each image scored by a ridge classifier fit on the other parts, a held-out part at a time);
-* ``logme``: LogME (:func:`~ml_core.ground_truth.transferability.logme`);
+* ``probe``: a linear probe's leave-one-out accuracy
+  (:func:`~ml_core.ground_truth.transferability.loo_probe_accuracy`: each image scored by the ridge classifier
+  fit on all the others, in closed form; ten times cheaper than the product's 4-fold probe on a task of
+  fifty images, which matters for thousands of tasks x 25 models);
+* ``logme``: LogME (:func:`task_logme`: the product's :func:`~ml_core.ground_truth.transferability.logme`
+  with the classes' fixed points run together);
 * ``aggregate``: the mean of the two, each z-scored across the models of the task.
 
 The features are computed once per (model, dataset) for the images behind the dataset's token slots
@@ -25,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ml_core.ground_truth.transferability import logme, probe_accuracy
+from ml_core.ground_truth.transferability import loo_probe_accuracy
 from ml_core.images import DatasetTokens, TokenWriterConfig, scan_image_folder
 from ml_core.images.folders import load_rgb_with_reason
 from ml_core.images.tokens import plan_rows
@@ -111,11 +114,45 @@ def thin_features(features: np.ndarray) -> np.ndarray:
     return u[:, keep] * np.sqrt(s2[keep])
 
 
+def task_logme(features: np.ndarray, labels: np.ndarray, max_iter: int = 11, tol: float = 1e-2) -> float:
+    """LogME (:func:`~ml_core.ground_truth.transferability.logme`, the same fixed point and stopping rule per
+    class) with every class's fixed point run at once, on :func:`thin_features`: a few times cheaper on a
+    small task, equal to the product's LogME up to float rounding (a proxy label, not a stored score)."""
+    f = thin_features(features)
+    n, d = f.shape
+    y = np.asarray(labels)
+    targets = (y[:, None] == np.unique(y)[None, :]).astype(np.float64)  # (n, C)
+    sigma, v = np.linalg.eigh(f.T @ f)
+    sigma = np.clip(sigma, 0.0, None)[:, None]  # (d, 1)
+    projected = v.T @ (f.T @ targets)  # (d, C)
+    y2 = np.sum(targets**2, axis=0)
+    alpha, beta = np.ones(targets.shape[1]), np.ones(targets.shape[1])
+    active = np.ones(targets.shape[1], dtype=bool)
+
+    def fit(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        m_coef = projected / (sigma + alpha / beta)
+        residual = np.maximum(y2 - 2 * np.sum(m_coef * projected, axis=0) + np.sum(sigma * m_coef**2, axis=0), 1e-12)
+        return m_coef, np.sum(m_coef**2, axis=0), residual
+
+    for _ in range(max_iter):
+        lam = alpha / beta
+        gamma = np.sum(sigma / (sigma + lam), axis=0)
+        _, m2, residual = fit(alpha, beta)
+        new_alpha = gamma / np.maximum(m2, 1e-12)
+        new_beta = np.maximum(n - gamma, 1e-12) / residual
+        alpha, beta = np.where(active, new_alpha, alpha), np.where(active, new_beta, beta)
+        active &= ~(np.abs(alpha / beta - lam) / lam < tol)
+        if not active.any():
+            break
+    _, m2, residual = fit(alpha, beta)
+    evidence = (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - beta / 2 * residual - alpha / 2 * m2
+                - 0.5 * np.sum(np.log(alpha + beta * sigma), axis=0) - n / 2 * np.log(2 * np.pi))
+    return float(np.mean(evidence / n))
+
+
 def proxy_scores(features: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """``probe`` (4-fold linear probe accuracy; fewer folds below 8 images, at least 2) and ``logme`` of one
-    model's ``features (n, d)``."""
-    folds = max(2, min(4, len(labels) // 2))
-    return {"probe": probe_accuracy(features, labels, folds=folds), "logme": logme(thin_features(features), labels)}
+    """``probe`` (leave-one-out linear probe accuracy) and ``logme`` of one model's ``features (n, d)``."""
+    return {"probe": loo_probe_accuracy(features, labels), "logme": task_logme(features, labels)}
 
 
 def aggregate(tables: Mapping[str, np.ndarray]) -> np.ndarray:
