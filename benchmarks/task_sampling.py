@@ -17,6 +17,7 @@ and test differences paired by (world, fold) against N = 0 and against the best 
 on validation among the history prior, model size and source accuracy).
 
     .venv/bin/python -m benchmarks.task_sampling --worlds .work .work/seed1 .work/seed2
+    .venv/bin/python -m benchmarks.task_sampling --worlds .work/seed2 --pooled w0.parquet w1.parquet  # run by run
 """
 
 from __future__ import annotations
@@ -67,10 +68,12 @@ def zoo_runners(zoo_root: str, models: list[str]) -> dict:
 
 
 def settings_of(args: argparse.Namespace) -> list[TaskSetting]:
+    """No task; every number of tasks x mixtures on / off x share; the extra shares for the most tasks, mixed."""
     settings = [TaskSetting(0)]
     for n in args.tasks:
         for mixtures in (True, False) if args.mixtures == "both" else (args.mixtures == "on",):
             settings += [TaskSetting(n, mixtures, share) for share in args.shares]
+    settings += [TaskSetting(max(args.tasks), True, share) for share in args.extra_shares if share not in args.shares]
     return settings
 
 
@@ -110,12 +113,16 @@ def run_world(options: argparse.Namespace, settings: list[TaskSetting]) -> tuple
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worlds", nargs="+", required=True, help="work folders (each with artifacts/, demo_world/)")
+    parser.add_argument("--worlds", nargs="+", default=[], help="work folders (each with artifacts/, demo_world/)")
+    parser.add_argument("--pooled", nargs="+", default=[],
+                        help="rows written by earlier runs (--out), pooled with these worlds' (one world per run)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tasks", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--mixtures", choices=["on", "off", "both"], default="both")
     parser.add_argument("--shares", type=float, nargs="+", default=[0.5], help="the tasks' share of each epoch")
-    parser.add_argument("--pool", type=int, default=2500, help="tasks drawn per world (each fold uses its eligible ones)")
+    parser.add_argument("--extra-shares", type=float, nargs="*", default=[0.8],
+                        help="more shares, for the largest number of tasks with mixtures only")
+    parser.add_argument("--pool", type=int, default=2800, help="tasks drawn per world (each fold uses its eligible ones)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--out", default=None, help="write the rows as parquet here")
     args = parser.parse_args()
@@ -123,16 +130,17 @@ def main() -> None:
     torch.set_num_threads(2)
     settings = settings_of(args)
     start = time.perf_counter()
-    frames, infos = [], []
-    for label, options in world_stores(args):
+    frames = [pd.read_parquet(path) for path in args.pooled]
+    infos = []
+    for label, options in world_stores(args) if args.worlds else []:
         frame, info = run_world(options, settings)
         frames.append(frame.assign(world=label, fold=label + ":" + frame["fold"]))
         infos.append((label, info))
     rows = pd.concat(frames, ignore_index=True)
     if args.out:
         rows.to_parquet(Path(args.out), index=False)
-    print(f"task sampling | commit {commit()} | seed {args.seed} | {len(infos)} world(s) | pool {args.pool} tasks per "
-          f"world | {time.perf_counter() - start:.0f} s on this CPU")
+    print(f"task sampling | commit {commit()} | seed {args.seed} | worlds {sorted(set(rows['world']))} | pool {args.pool} "
+          f"tasks per world | {time.perf_counter() - start:.0f} s on this CPU")
     for label, info in infos:
         s = info["seconds"]
         print(f"\n== {label}: table {info['table']} | {info['models']} models, {info['datasets']} datasets in "
@@ -142,15 +150,19 @@ def main() -> None:
         print("  proxy agreement with the fine-tune truth over every dataset (mean Spearman / weighted tau):")
         for name, value in info["agreement"].items():
             print(f"    {name:32s} {value['spearman']:+.3f} / {value['weighted_tau']:+.3f}")
+    report(rows, [v for v in args.variants if rows["method"].str.startswith(f"ranker:{v}|").any()])
+
+
+def report(rows: pd.DataFrame, variants: list[str]) -> None:
+    """Validation and test of every setting, pooled over the worlds' folds, and the paired differences."""
     proxies = rows.drop_duplicates("fold")["proxy"].value_counts().to_dict()
     print(f"\nproxy chosen per fold (agreement on its training and validation datasets): {proxies}")
-    used = rows[rows["method"].str.contains(r"\|")].assign(setting=lambda f: f["method"].str.split("|").str[1])
+    used = rows[rows["method"].str.contains("|", regex=False)].assign(setting=lambda f: f["method"].str.split("|").str[1])
     print("tasks used per fold (mean, min): " + ", ".join(
         f"{s} {g['n_tasks_used'].mean():.0f}, {g['n_tasks_used'].min()}" for s, g in used.groupby("setting", sort=False)
-        if not s.startswith("tasks=0")))
-
+        if s != "tasks=0"))
     best_priors = []
-    for (label, _info), frame in zip(infos, frames, strict=True):  # chosen per world, on its validation folds
+    for label, frame in rows.groupby("world", sort=False):  # chosen per world, on its validation folds
         best, which = select_priors(frame)
         best_priors.append(best)
         print(f"{label}: best data-free prior on validation: {which.get('family')}")
@@ -158,23 +170,26 @@ def main() -> None:
     methods = [m for m in dict.fromkeys(rows["method"]) if m.startswith("ranker:") or m in ("prior", "best_prior")]
     test = rows[rows["split"] == "test"]
     per_fold = test.groupby(["fold", "method"])["weighted_tau_truth"].mean().unstack()
-    print("\nleave-family-out, weighted tau (truth-ordered), mean over (world, fold); validation chooses:")
-    print(f"  {'method':60s} {'validation':>10s} {'test':>8s} {'regret':>7s}")
+    worlds = list(dict.fromkeys(rows["world"]))
+    per_world = test.groupby(["world", "fold", "method"])["weighted_tau_truth"].mean().groupby(["world", "method"]).mean()
     regret = test.groupby(["fold", "method"])["top1_regret"].mean().unstack().mean()
+    print("\nleave-family-out, weighted tau (truth-ordered), mean over (world, fold); validation chooses:")
+    print(f"  {'method':58s} {'validation':>10s} {'test':>7s} {'regret':>6s}   per world (test)")
     for method in methods:
-        print(f"  {method:60s} {validation_score(rows, method):+10.3f} {per_fold[method].mean():+8.3f} "
-              f"{regret[method]:7.1f}")
-    for variant in args.variants:
+        cells = " / ".join(f"{per_world.get((w, method), np.nan):+.3f}" for w in worlds)
+        print(f"  {method:58s} {validation_score(rows, method):+10.3f} {per_fold[method].mean():+7.3f} "
+              f"{regret[method]:6.1f}   {cells}")
+    for variant in variants:
         mine = [m for m in methods if m.startswith(f"ranker:{variant}|")]
         best = max(mine, key=lambda m: validation_score(rows, m))
         print(f"  validation selects for {variant}: {best} (test {per_fold[best].mean():+.3f})")
-    for baseline in ("best_prior", *[f"ranker:{v}|tasks=0" for v in args.variants]):
+    for baseline in ("best_prior", *[f"ranker:{v}|tasks=0" for v in variants]):
         differences = paired_differences(test[test["method"].isin(methods)], baseline)
         if baseline != "best_prior":
             differences = differences[differences["method"].str.startswith(baseline.split("|")[0] + "|")]
         print(f"\nTEST, paired by (world, fold): method minus {baseline}; mean +- s.e. over folds, folds better:")
         for row in differences.itertuples():
-            print(f"  {row.method:60s} {row.mean_difference:+.3f} +- {row.standard_error:.3f}   "
+            print(f"  {row.method:58s} {row.mean_difference:+.3f} +- {row.standard_error:.3f}   "
                   f"better in {row.folds_better}/{row.n_folds}")
 
 
