@@ -23,7 +23,6 @@ on validation among the history prior, model size and source accuracy).
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 from pathlib import Path
 
@@ -45,7 +44,6 @@ from pipelines.readers import materialized
 from resources.dataset_catalog import DatasetCatalog
 from resources.model_zoo import ModelZoo
 
-logger = logging.getLogger(__name__)
 
 VARIANTS = ("linear+baselines", "seed_transformer")
 
