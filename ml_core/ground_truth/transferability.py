@@ -145,6 +145,41 @@ def h_score(
 PROBE_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 
 
+def _ridge_basis(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(s2 (r,), u (n, r), v (d, r))`` with ``x = u diag(sqrt(s2)) v^T`` over the non-null directions, from
+    the eigen-decomposition of the smaller of ``x^T x`` and ``x x^T``."""
+    if x.shape[1] <= x.shape[0]:  # X = U S V^T from X^T X = V S^2 V^T
+        s2, v = np.linalg.eigh(x.T @ x)
+        s2 = np.clip(s2, 0.0, None)
+        keep = s2 > 1e-10 * max(float(s2.max()), 1e-30)
+        s2, v = s2[keep], v[:, keep]
+        u = x @ v / np.sqrt(s2)
+    else:  # from X X^T = U S^2 U^T
+        s2, u = np.linalg.eigh(x @ x.T)
+        s2 = np.clip(s2, 0.0, None)
+        keep = s2 > 1e-10 * max(float(s2.max()), 1e-30)
+        s2, u = s2[keep], u[:, keep]
+        v = x.T @ u / np.sqrt(s2)
+    return s2, u, v
+
+
+def _leave_one_out(s2: np.ndarray, u: np.ndarray, target: np.ndarray,
+                   alphas: tuple[float, ...]) -> tuple[float, np.ndarray]:
+    """The ridge strength of ``alphas`` with the smallest leave-one-out error on the centred ``target (n, C)``
+    (basis ``s2``, ``u`` of :func:`_ridge_basis`), and each image's prediction ``(n, C)`` without it, under it."""
+    projected = u.T @ target  # (r, C)
+    best, best_error, best_residual = alphas[0], np.inf, target
+    for alpha in alphas:
+        shrink = s2 / (s2 + alpha)
+        fitted = u @ (shrink[:, None] * projected)
+        leverage = np.clip((u**2) @ shrink + 1.0 / len(u), 0.0, 1.0 - 1e-9)  # + 1/n: the fitted intercept
+        residual = (target - fitted) / (1.0 - leverage)[:, None]
+        error = float(np.mean(residual**2))
+        if error < best_error:
+            best, best_error, best_residual = alpha, error, residual
+    return best, target - best_residual
+
+
 def ridge_probe_predict(train: np.ndarray, labels: np.ndarray, test: np.ndarray,
                         alphas: tuple[float, ...] = PROBE_ALPHAS) -> np.ndarray:
     """Classes predicted for ``test (m, d)`` by a ridge classifier fit on ``train (n, d)``, ``labels (n,)``.
@@ -159,29 +194,26 @@ def ridge_probe_predict(train: np.ndarray, labels: np.ndarray, test: np.ndarray,
     target = (labels[:, None] == classes[None, :]) * 2.0 - 1.0
     offset = target.mean(0)
     target = target - offset
-    if x.shape[1] <= x.shape[0]:  # X = U S V^T from X^T X = V S^2 V^T
-        s2, v = np.linalg.eigh(x.T @ x)
-        s2 = np.clip(s2, 0.0, None)
-        keep = s2 > 1e-10 * max(float(s2.max()), 1e-30)
-        s2, v = s2[keep], v[:, keep]
-        u = x @ v / np.sqrt(s2)
-    else:  # from X X^T = U S^2 U^T
-        s2, u = np.linalg.eigh(x @ x.T)
-        s2 = np.clip(s2, 0.0, None)
-        keep = s2 > 1e-10 * max(float(s2.max()), 1e-30)
-        s2, u = s2[keep], u[:, keep]
-        v = x.T @ u / np.sqrt(s2)
+    s2, u, v = _ridge_basis(x)
     projected = u.T @ target  # (r, C)
-    best, best_error = alphas[0], np.inf
-    for alpha in alphas:
-        shrink = s2 / (s2 + alpha)
-        fitted = u @ (shrink[:, None] * projected)
-        leverage = np.clip((u**2) @ shrink + 1.0 / len(x), 0.0, 1.0 - 1e-9)  # + 1/n: the fitted intercept
-        error = float(np.mean(((target - fitted) / (1.0 - leverage)[:, None]) ** 2))
-        if error < best_error:
-            best, best_error = alpha, error
+    best, _ = _leave_one_out(s2, u, target, alphas)
     coef = v @ ((np.sqrt(s2) / (s2 + best))[:, None] * projected)  # (d, C)
     return classes[np.argmax(xt @ coef + offset, axis=1)]
+
+
+def loo_probe_accuracy(features: np.ndarray, labels: np.ndarray, alphas: tuple[float, ...] = PROBE_ALPHAS) -> float:
+    """Leave-one-out accuracy in [0, 1] of the ridge classifier of :func:`ridge_probe_predict` on ``features (n, d)``:
+    each image predicted by the classifier fit on all the others, in closed form from one decomposition
+    (the ridge strength: the one of ``alphas`` with the smallest leave-one-out error). The features are
+    standardised over all ``n`` images. Ten times cheaper than :func:`probe_accuracy` on a small task."""
+    f, y = _as_inputs(features, labels)
+    x = (f - f.mean(0)) / (f.std(0) + 1e-8)
+    classes, index = np.unique(y, return_inverse=True)
+    target = (index[:, None] == np.arange(len(classes))[None, :]) * 2.0 - 1.0
+    target = target - target.mean(0)
+    s2, u, _ = _ridge_basis(x)
+    _, held_out = _leave_one_out(s2, u, target, alphas)
+    return float(np.mean(np.argmax(held_out, axis=1) == index))
 
 
 def probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int = 4, seed: int = 0) -> float:

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ml_core.images import DatasetTokens
 from ml_core.ranking.features import HISTORY_FEATURES
@@ -67,6 +67,7 @@ class RankingCorpus:
     splits: dict[str, str] = field(default_factory=dict)  # dataset -> train / val / test
     model_features: dict[str, np.ndarray] | None = None  # dataset -> (N, F) per-model features
     model_sources: np.ndarray | None = None  # (N, Dd) source-sample descriptors, NaN rows: none
+    task_sources: dict[str, tuple[str, ...]] = field(default_factory=dict)  # sampled task -> its source datasets
 
     def __post_init__(self) -> None:
         if self.model_tokens.shape[0] != len(self.model_names):
@@ -203,6 +204,36 @@ class _RankingItems(Dataset):
         }
 
 
+class EpochMix(Sampler[int]):
+    """Each epoch: every real list (indices ``0..n_real-1``) once and ``per_epoch`` sampled-task lists
+    (indices ``n_real..``), the tasks taken in turn from seeded permutations (each task once before any
+    repeats), all shuffled together. Real lists keep their weight however many tasks there are."""
+
+    def __init__(self, n_real: int, n_tasks: int, per_epoch: int, seed: int):
+        self.n_real, self.n_tasks, self.per_epoch = n_real, n_tasks, per_epoch
+        self.rng = np.random.default_rng([seed, 3])
+        self.queue: list[int] = []
+
+    def __iter__(self):  # noqa: ANN204 - an iterator of ints
+        take = []
+        while len(take) < self.per_epoch and self.n_tasks:
+            if not self.queue:
+                self.queue = (self.n_real + self.rng.permutation(self.n_tasks)).tolist()
+            take.append(self.queue.pop())
+        order = np.concatenate([np.arange(self.n_real), np.asarray(take, dtype=np.int64)])
+        return iter(order[self.rng.permutation(len(order))].tolist())
+
+    def __len__(self) -> int:
+        return self.n_real + (self.per_epoch if self.n_tasks else 0)
+
+
+def tasks_per_epoch(n_real: int, task_share: float) -> int:
+    """How many sampled-task lists an epoch of ``n_real`` real lists shows so that they are ``task_share`` of it."""
+    if not 0.0 <= task_share < 1.0:
+        raise ValueError(f"task_share must be in [0, 1), got {task_share}")
+    return int(round(n_real * task_share / (1.0 - task_share)))
+
+
 def build_ranking_loader(
     corpus: RankingCorpus,
     *,
@@ -218,6 +249,8 @@ def build_ranking_loader(
     datasets: Sequence[str] | None = None,
     model_dropout: float = 0.0,
     history_dropout: float = 0.0,
+    tasks: Sequence[str] = (),
+    task_share: float = 0.5,
 ) -> DataLoader:
     """One loader over the datasets of ``splits`` (or an explicit ``datasets`` list).
 
@@ -227,8 +260,12 @@ def build_ranking_loader(
     ``history_dropout`` is the chance that a visited list is shown as if all its models were new: the
     features that read a model's own past results (:data:`HISTORY_FEATURES`) set to the neutral 0,
     so the ranker also learns to order models by what speaks for new ones (source, weights).
+    ``tasks``: sampled tasks (``corpus.task_sources``) shown beside the real lists, ``task_share`` of each
+    epoch (:class:`EpochMix`; the real lists are each shown once per epoch, in a seeded order).
     """
     names = list(datasets) if datasets is not None else corpus.datasets_in(splits)
+    n_real = len(names)
+    names += list(tasks)
     items = _RankingItems(
         corpus,
         names,
@@ -242,6 +279,9 @@ def build_ranking_loader(
         history_dropout,
     )
     generator = torch.Generator().manual_seed(seed)
+    if tasks:
+        mix = EpochMix(n_real, len(tasks), tasks_per_epoch(n_real, task_share), seed)
+        return DataLoader(items, batch_size=batch_size, sampler=mix, collate_fn=items.collate)
     return DataLoader(items, batch_size=batch_size, shuffle=shuffle, collate_fn=items.collate, generator=generator)
 
 

@@ -22,7 +22,7 @@ a property of the model and the dataset alone, so it also informs on models neve
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,7 +71,7 @@ class BaselineReference:
         self,
         descriptor: np.ndarray,
         model_names: Sequence[str],
-        exclude_family: str | None = None,
+        exclude_family: str | Collection[str] | None = None,
         model_sources: np.ndarray | None = None,
         model_tokens: np.ndarray | None = None,
     ) -> np.ndarray:
@@ -80,14 +80,16 @@ class BaselineReference:
         ``model_sources (len(model_names), D)``: each model's source descriptor, NaN rows where it
         has none (``None``: nobody has one). ``model_tokens (len(model_names), Dm)``: the models'
         weight-embedding tokens (``None``, or a reference without tokens: the weight-neighbours
-        feature is neutral). Models unknown to the reference get the neutral value (0 after
+        feature is neutral). ``exclude_family``: a family (or several: a sampled task mixing datasets of
+        several families) whose reference datasets are left out. Models unknown to the reference get the neutral value (0 after
         z-scoring of the others) for the prior and nearest features; with no reference dataset left
         (a single training family), every history-based feature is neutral.
         """
         out = np.zeros((len(model_names), N_BASELINE_FEATURES))
         if model_sources is not None:
             out[:, 2] = zscore_known(source_similarity(descriptor, model_sources))
-        rows = [i for i, d in enumerate(self.dataset_names) if self.families.get(d, d) != exclude_family]
+        excluded = {exclude_family} if isinstance(exclude_family, str) or exclude_family is None else set(exclude_family)
+        rows = [i for i, d in enumerate(self.dataset_names) if self.families.get(d, d) not in excluded]
         if not rows:
             return out.astype(np.float32)
         acc = self.accuracy[rows]

@@ -56,6 +56,7 @@ class RankerTrainingConfig:
     knn_temperature: float = 0.05
     model_dropout: float = 0.0  # augmentation: hide this fraction of models from each training list
     history_dropout: float = 0.0  # augmentation: the chance a training list's models look new (no own history)
+    task_share: float = 0.5  # with sampled tasks in the corpus (split "task"): their share of each epoch's lists
     trainer: TrainerConfig = field(
         default_factory=lambda: TrainerConfig(
             epochs=60, lr=3e-4, weight_decay=1e-2, early_stopping_patience=15, scheduler="none"
@@ -296,10 +297,14 @@ def with_baseline_features(
     corpus: RankingCorpus, reference: BaselineReference, families: Mapping[str, str]
 ) -> RankingCorpus:
     """The corpus with per-dataset baseline features; a training dataset's own family is left out
-    of its reference, so that it looks like a held-out dataset."""
+    of its reference, so that it looks like a held-out dataset (and a sampled task's, the families of
+    every dataset it was drawn from)."""
     features = {}
     for name in corpus.dataset_names:
-        own = families.get(name, name) if corpus.splits.get(name, "train") == "train" else None
+        split = corpus.splits.get(name, "train")
+        own: str | set[str] | None = families.get(name, name) if split == "train" else None
+        if split == "task":
+            own = {families.get(d, d) for d in corpus.task_sources.get(name, ())}
         features[name] = reference.features(
             dataset_descriptor(corpus.dataset_tokens[name]), corpus.model_names, own, corpus.model_sources,
             corpus.model_tokens,
@@ -314,6 +319,10 @@ def train_ranker(
     families: Mapping[str, str] | None = None,
 ) -> tuple[RankerArtifact, TrainingHistory]:
     """Fit the ranker on the corpus's ``train`` datasets, early-stopping on ``val`` when present.
+
+    Lists of split ``task`` (sampled tasks with proxy labels, ``corpus.task_sources``) join the training
+    lists, ``config.task_share`` of each epoch; they never enter the baseline reference or the model-token
+    standardisation (both read the real ``train`` datasets only).
 
     ``families`` (dataset -> family) matters only with ``config.model.baseline_features``. The returned
     artifact's ``training`` is the config that built and trained it, token widths included.
@@ -340,6 +349,8 @@ def train_ranker(
     train_loader = build_ranking_loader(
         corpus,
         splits=("train",),
+        tasks=corpus.datasets_in(("task",)),
+        task_share=config.task_share,
         batch_size=config.batch_size,
         shuffle=True,
         sample_rows=True,
