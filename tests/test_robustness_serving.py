@@ -110,7 +110,7 @@ def test_no_secret_reaches_resources_metadata_manifests_or_logs(tmp_path, monkey
         _assert_clean("".join(serialize_value(r) for r in records), "the Dagster event log")
         _assert_clean(json.dumps(instance.get_run_by_id(result.run_id).run_config, default=str), "the run config")
     _assert_clean(caplog.text, "Python logs")
-    assert "already published" in caplog.text and "***@bucket-" in caplog.text
+    assert "published by another run" in caplog.text and "***@bucket-" in caplog.text
     stored = "".join(p.read_text() for p in UPath(root).rglob("*.json"))
     _assert_clean(stored, "manifests and references")
     assert '"path": "memory://***@' in stored
