@@ -15,9 +15,9 @@ from pathlib import Path
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, asset
 from upath import UPath
 
-from assets.artifacts import Artifact, all_partitions, content_hashes, materialize_asset, png_markdown
-from assets.configs import dagster_config
-from assets.loaders import copy_training_outputs
+from assets.shared.artifacts import Artifact, all_partitions, content_hashes, materialize_asset, png_markdown
+from assets.shared.configs import dagster_config
+from assets.shared.loaders import copy_training_outputs
 from ml_core.configs import replace_nested
 from ml_core.trainer import state_dict_bytes
 from ml_core.weights import AutoEncoderArtifact, WeightEmbedderConfig, train_embedder

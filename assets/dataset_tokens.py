@@ -7,10 +7,10 @@ else the demo's ImageNet EfficientNet-Lite0 (not CLIP); the metadata names which
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext
 from upath import UPath
 
-from assets.artifacts import materialize_asset
-from assets.configs import dagster_config
-from assets.loaders import TOKENS_DIR
-from assets.partitions import asset_one_partition_per_run, datasets_partitions
+from assets.shared.artifacts import materialize_asset
+from assets.shared.configs import dagster_config
+from assets.shared.loaders import TOKENS_DIR
+from assets.shared.partitions import asset_one_partition_per_run, datasets_partitions
 from ml_core.images import (
     EXECUTION_FIELDS,
     TokenWriterConfig,

@@ -14,9 +14,9 @@ import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, MetadataValue, asset
 from upath import UPath
 
-from assets.artifacts import Artifact, LoadedArtifacts, all_partitions, content_hashes, materialize_asset
-from assets.configs import dagster_config
-from assets.loaders import PROBES_FILE, write_parquet
+from assets.shared.artifacts import Artifact, LoadedArtifacts, all_partitions, content_hashes, materialize_asset
+from assets.shared.configs import dagster_config
+from assets.shared.loaders import PROBES_FILE, write_parquet
 from ml_core.evaluation.probes import (
     ProbeConfig,
     TooFewModels,

@@ -24,8 +24,8 @@ from dagster import (
 )
 from upath import UPath
 
-from assets.artifacts import Artifact, all_partitions, content_hashes, materialize_asset, optional_input
-from assets.loaders import MEASURED_TABLE_FILE, RANKS_FILE, write_parquet
+from assets.shared.artifacts import Artifact, all_partitions, content_hashes, materialize_asset, optional_input
+from assets.shared.loaders import MEASURED_TABLE_FILE, RANKS_FILE, write_parquet
 from ml_core.artifacts import write_json
 from ml_core.ground_truth import keyed_ground_truth, measured_table, merge_history
 from resources.artifact_store import ArtifactStore

@@ -8,8 +8,8 @@ dataset's own partition, before it is encoded) and by "Observe" in the UI (every
 
 from dagster import AssetExecutionContext, BackfillPolicy
 
-from assets.observations import observable_partitioned_source, observed_versions
-from assets.partitions import DATASETS, datasets_partitions
+from assets.shared.observations import observable_partitioned_source, observed_versions
+from assets.shared.partitions import DATASETS, datasets_partitions
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
 

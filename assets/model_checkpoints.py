@@ -8,8 +8,8 @@ model's own partition, before its parameters are flattened) and by "Observe" in 
 
 from dagster import AssetExecutionContext
 
-from assets.observations import observable_partitioned_source, observed_versions
-from assets.partitions import MODELS, models_partitions
+from assets.shared.observations import observable_partitioned_source, observed_versions
+from assets.shared.partitions import MODELS, models_partitions
 from resources.artifact_store import ArtifactStore
 from resources.model_zoo import ModelZoo
 

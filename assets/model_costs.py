@@ -11,10 +11,10 @@ CPU) it is measured there, and the metadata names that machine.
 from dagster import AssetExecutionContext, asset
 from upath import UPath
 
-from assets.artifacts import materialize_asset
-from assets.configs import dagster_config
-from assets.loaders import COSTS_FILE
-from assets.partitions import models_partitions
+from assets.shared.artifacts import materialize_asset
+from assets.shared.configs import dagster_config
+from assets.shared.loaders import COSTS_FILE
+from assets.shared.partitions import models_partitions
 from ml_core.artifacts import hash_parts, write_json
 from ml_core.weights import CostConfig, describe_machine, machine_label
 from ml_core.weights import model_costs as measure_costs

@@ -4,9 +4,9 @@ import numpy as np
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, asset
 from upath import UPath
 
-from assets.artifacts import Artifact, materialize_asset
-from assets.configs import dagster_config
-from assets.partitions import models_partitions
+from assets.shared.artifacts import Artifact, materialize_asset
+from assets.shared.configs import dagster_config
+from assets.shared.partitions import models_partitions
 from ml_core.weights import EmbeddingConfig, embed
 from resources.artifact_store import ArtifactStore
 

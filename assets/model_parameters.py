@@ -3,10 +3,10 @@
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, asset
 from upath import UPath
 
-from assets.artifacts import materialize_asset
-from assets.configs import dagster_config
-from assets.loaders import PARAMS_DIR
-from assets.partitions import models_partitions
+from assets.shared.artifacts import materialize_asset
+from assets.shared.configs import dagster_config
+from assets.shared.loaders import PARAMS_DIR
+from assets.shared.partitions import models_partitions
 from ml_core.weights import FlattenConfig, open_checkpoint, write_model_parameters
 from resources.artifact_store import ArtifactStore
 from resources.model_zoo import ModelZoo

@@ -26,7 +26,7 @@ from dagster import (
 )
 from upath import UPath
 
-from assets.artifacts import (
+from assets.shared.artifacts import (
     Artifact,
     all_partitions,
     content_hashes,
@@ -35,10 +35,10 @@ from assets.artifacts import (
     png_markdown,
     source_descriptors,
 )
-from assets.configs import dagster_config
-from assets.loaders import FRONT_PLOT_FILE, RECOMMENDATIONS_FILE, write_parquet
-from assets.partitions import datasets_partitions
-from assets.transferability_cells import cached_cell, dataset_images
+from assets.shared.configs import dagster_config
+from assets.shared.loaders import FRONT_PLOT_FILE, RECOMMENDATIONS_FILE, write_parquet
+from assets.shared.partitions import datasets_partitions
+from assets.shared.transferability_cells import cached_cell, dataset_images
 from ml_core.ground_truth import TransferabilityConfig, column_inputs, zoo_cells
 from ml_core.ranking import RecommendationConfig, recommend
 from ml_core.ranking.pareto import COST_LABELS, front_plot, with_costs

@@ -16,10 +16,10 @@ import hashlib
 from dagster import AssetExecutionContext, asset
 from upath import UPath
 
-from assets.artifacts import materialize_asset
-from assets.configs import dagster_config
-from assets.loaders import NO_SAMPLE_FILE, TOKENS_DIR
-from assets.partitions import models_partitions
+from assets.shared.artifacts import materialize_asset
+from assets.shared.configs import dagster_config
+from assets.shared.loaders import NO_SAMPLE_FILE, TOKENS_DIR
+from assets.shared.partitions import models_partitions
 from ml_core.artifacts import hash_parts
 from ml_core.images import (
     EXECUTION_FIELDS,

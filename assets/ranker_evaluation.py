@@ -13,7 +13,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, asset
 from upath import UPath
 
-from assets.artifacts import (
+from assets.shared.artifacts import (
     Artifact,
     LoadedArtifacts,
     all_partitions,
@@ -23,8 +23,8 @@ from assets.artifacts import (
     model_attributes,
     png_markdown,
 )
-from assets.configs import RANKER_TRAINING_EXCLUDED, dagster_config, nested
-from assets.loaders import EVALUATION_PLOT_FILE, EVALUATION_ROWS_FILE, EVALUATION_SUMMARY_FILE, write_parquet
+from assets.shared.configs import RANKER_TRAINING_EXCLUDED, dagster_config, nested
+from assets.shared.loaders import EVALUATION_PLOT_FILE, EVALUATION_ROWS_FILE, EVALUATION_SUMMARY_FILE, write_parquet
 from ml_core.artifacts import write_json
 from ml_core.evaluation import (
     EvaluationConfig,

@@ -15,7 +15,7 @@ import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, MetadataValue, asset
 from upath import UPath
 
-from assets.artifacts import (
+from assets.shared.artifacts import (
     Artifact,
     LoadedArtifacts,
     all_partitions,
@@ -25,8 +25,8 @@ from assets.artifacts import (
     png_markdown,
     source_descriptors,
 )
-from assets.configs import RANKER_TRAINING_EXCLUDED, dagster_config, nested
-from assets.loaders import RANKER_EVALUATION_FILE, copy_training_outputs
+from assets.shared.configs import RANKER_TRAINING_EXCLUDED, dagster_config, nested
+from assets.shared.loaders import RANKER_EVALUATION_FILE, copy_training_outputs
 from ml_core.artifacts import stable_json, write_json
 from ml_core.ranking import RankerFitConfig, evaluate_rankers, fit_ranker, ranking_corpus
 from ml_core.trainer import state_dict_bytes

@@ -10,7 +10,7 @@ import hashlib
 
 from dagster import AssetExecutionContext, DataVersion
 
-from assets.observations import observable_partitioned_source
+from assets.shared.observations import observable_partitioned_source
 from resources.artifact_store import ArtifactStore
 from resources.results_folder import ResultsFolder
 

@@ -19,8 +19,8 @@ import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, asset
 from upath import UPath
 
-from assets.artifacts import current_artifact, materialize_asset, png_markdown
-from assets.loaders import HISTORY_FILE, HISTORY_PLOT_FILE, write_parquet
+from assets.shared.artifacts import current_artifact, materialize_asset, png_markdown
+from assets.shared.loaders import HISTORY_FILE, HISTORY_PLOT_FILE, write_parquet
 from ml_core.ground_truth import (
     KnownNames,
     PerformanceTableError,

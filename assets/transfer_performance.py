@@ -23,10 +23,10 @@ from dagster import (
 )
 from upath import UPath
 
-from assets.artifacts import materialize_asset, materialize_cached
-from assets.configs import dagster_config
-from assets.loaders import CELL_FILE, TRANSFER_TABLE_FILE
-from assets.partitions import asset_one_partition_per_run, datasets_partitions
+from assets.shared.artifacts import materialize_asset, materialize_cached
+from assets.shared.configs import dagster_config
+from assets.shared.loaders import CELL_FILE, TRANSFER_TABLE_FILE
+from assets.shared.partitions import asset_one_partition_per_run, datasets_partitions
 from ml_core.artifacts import stable_json, write_json
 from ml_core.ground_truth import (
     TRANSFER_CODE_VERSION,

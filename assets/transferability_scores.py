@@ -10,11 +10,11 @@ user would pay to rank the zoo this way.
 from dagster import AllPartitionMapping, AssetDep, AssetExecutionContext, MetadataValue
 from upath import UPath
 
-from assets.artifacts import materialize_asset
-from assets.configs import dagster_config
-from assets.loaders import SCORES_FILE
-from assets.partitions import asset_one_partition_per_run, datasets_partitions
-from assets.transferability_cells import cached_cell, dataset_images
+from assets.shared.artifacts import materialize_asset
+from assets.shared.configs import dagster_config
+from assets.shared.loaders import SCORES_FILE
+from assets.shared.partitions import asset_one_partition_per_run, datasets_partitions
+from assets.shared.transferability_cells import cached_cell, dataset_images
 from ml_core.artifacts import write_json
 from ml_core.ground_truth import (
     TransferabilityConfig,

@@ -66,7 +66,7 @@ from resources.model_zoo import ModelZoo
 from resources.settings import setting
 
 TICK_LIMIT_S = 60.0  # Dagster's default sensor / schedule evaluation timeout (DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS)
-MODELS = "models"  # the project's dynamic partitions (assets/partitions.py), addressed by name
+MODELS = "models"  # the project's dynamic partitions (assets/shared/partitions.py), addressed by name
 BASELINE_RUNS = 10  # single-partition runs timed to price "one run per partition"
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # not one line per partition
 STALE_EVERY = 10  # one seeded model in ten has an embedding from an older autoencoder

@@ -21,8 +21,8 @@ import pandas as pd
 import yaml
 from dagster import DagsterInstance
 
-from assets.artifacts import Artifact, current_artifact
-from assets.partitions import DATASETS, MODELS
+from assets.shared.artifacts import Artifact, current_artifact
+from assets.shared.partitions import DATASETS, MODELS
 from ml_core.evaluation import summary_markdown
 from ml_core.ground_truth import TransferError, load_performance_table, table_spread
 from pipelines.definitions import default_resources, world_resources

@@ -5,7 +5,7 @@ import os
 from dagster import Definitions
 
 from assets import ALL_ASSETS, ALL_SOURCES
-from assets.artifacts import ArtifactRefIOManager
+from assets.shared.artifacts import ArtifactRefIOManager
 from pipelines.executors import executor_for
 from pipelines.jobs import ALL_JOBS
 from pipelines.schedules import ALL_SCHEDULES

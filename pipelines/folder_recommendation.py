@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 from upath import UPath
 
-from assets.artifacts import embedding_tokens, partition_artifacts, source_descriptors
-from assets.loaders import TOKENS_DIR
+from assets.shared.artifacts import embedding_tokens, partition_artifacts, source_descriptors
+from assets.shared.loaders import TOKENS_DIR
 from ml_core.ground_truth import TransferabilityConfig, load_index, scoring_images, transferability_outcome, zoo_cells
 from ml_core.images import (
     DatasetTokens,

@@ -14,8 +14,8 @@ the runner asks, for each partition, whether it is *fresh*:
    artifact: nothing it reads changed since.
 
 Step 3 runs the asset's own body, invoked directly (no run, no event), up to the point where it
-asks its cache (:func:`assets.artifacts.materialize_asset`), and stops there
-(:func:`assets.artifacts.planning`): the key is the one a run would compute, by the same code, so
+asks its cache (:func:`assets.shared.artifacts.materialize_asset`), and stops there
+(:func:`assets.shared.artifacts.planning`): the key is the one a run would compute, by the same code, so
 the plan cannot drift from the cache. Those inputs are fingerprints cached by (path, size, mtime), so
 planning reads no file twice.
 
@@ -38,7 +38,7 @@ from typing import Any
 from dagster import AssetKey, AssetRecordsFilter, AssetsDefinition, DagsterInstance, build_asset_context
 
 from assets import ALL_ASSETS
-from assets.artifacts import Planned, current_artifact, current_ref, partition_artifacts, planning
+from assets.shared.artifacts import Planned, current_artifact, current_ref, partition_artifacts, planning
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def _config_class(assets_def: AssetsDefinition) -> type | None:
 
 
 def reads_all_partitions(assets_def: AssetsDefinition, input_name: str) -> bool:
-    """Whether the input receives every upstream partition (:func:`assets.artifacts.all_partitions`)."""
+    """Whether the input receives every upstream partition (:func:`assets.shared.artifacts.all_partitions`)."""
     return bool((assets_def.op.ins[input_name].metadata or {}).get("all_partitions"))
 
 
@@ -112,7 +112,7 @@ def single_inputs(assets_def: AssetsDefinition, partition: str | None) -> dict[s
 def _inputs(
     assets_def: AssetsDefinition, partition: str | None, registered: Mapping[str, Sequence[str]], store: Any
 ) -> dict[str, Any]:
-    """The asset's inputs as the IO manager would load them (:class:`assets.artifacts.ArtifactRefIOManager`):
+    """The asset's inputs as the IO manager would load them (:class:`assets.shared.artifacts.ArtifactRefIOManager`):
     every registered (``registered``: ``{dimension: keys}``), materialized partition of an
     ``all_partitions`` input, else the same partition (or the unpartitioned artifact). Raises
     FileNotFoundError for a missing single input."""

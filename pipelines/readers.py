@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from assets.artifacts import (
+from assets.shared.artifacts import (
     Artifact,
     LoadedArtifacts,
     current_artifact,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from dagster import DagsterInstance
 
-from assets.partitions import DATASETS, MODELS
+from assets.shared.partitions import DATASETS, MODELS
 from resources.dataset_catalog import DatasetCatalog
 from resources.model_zoo import ModelZoo
 

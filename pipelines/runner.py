@@ -19,7 +19,7 @@ from dagster import DagsterInstance
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from assets import ALL_ASSETS
-from assets.partitions import DATASETS, MODELS
+from assets.shared.partitions import DATASETS, MODELS
 from ml_core.progress import progress, progress_disabled
 from pipelines.definitions import build_definitions, default_resources
 from pipelines.executors import launch_stage, stage_selection

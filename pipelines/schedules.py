@@ -8,7 +8,7 @@ store where the next tick resumes: a large zoo on S3 is swept over several ticks
 
 from dagster import RunRequest, ScheduleEvaluationContext, SkipReason, schedule
 
-from assets.partitions import MODELS
+from assets.shared.partitions import MODELS
 from pipelines.automation_settings import schedule_status
 from pipelines.jobs import embed_models_job
 from pipelines.staleness import sweep_stale_models

@@ -35,7 +35,7 @@ from dagster import (
 )
 
 from assets.model_parameters import model_parameters  # the asset whose cache key decides a replaced file
-from assets.partitions import DATASETS, MODELS, datasets_partitions, models_partitions
+from assets.shared.partitions import DATASETS, MODELS, datasets_partitions, models_partitions
 from pipelines.automation_settings import sensor_status
 from pipelines.folder_watch import FolderChanges, diff_folder, file_fingerprint
 from pipelines.jobs import dataset_tokens_job, embed_models_job, flatten_models_job, ingest_results_job

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from assets.artifacts import current_ref
+from assets.shared.artifacts import current_ref
 from resources.artifact_store import ArtifactStore
 
 

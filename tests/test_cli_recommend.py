@@ -18,7 +18,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from assets.artifacts import current_artifact
+from assets.shared.artifacts import current_artifact
 from ml_core.ranking.shortlist import default_shortlist_size
 from pipelines.cli import cli, ui_command
 from pipelines.definitions import default_resources

@@ -22,7 +22,7 @@ from s3fs import S3FileSystem
 from dagster import DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
-from assets.artifacts import current_artifact, current_ref
+from assets.shared.artifacts import current_artifact, current_ref
 from ml_core.artifacts import MANIFEST_NAME, partition_key, read_json, read_manifest
 from pipelines import cluster, runner
 from pipelines.definitions import default_resources

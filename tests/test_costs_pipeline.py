@@ -16,7 +16,7 @@ from dagster import AssetKey, DagsterInstance, materialize
 from safetensors.torch import save_file
 
 from assets import ALL_ASSETS
-from assets.artifacts import current_artifact
+from assets.shared.artifacts import current_artifact
 from ml_core.ranking.pareto import pareto_front
 from pipelines.cli import cli
 from pipelines.runner import STAGES, materialize_all

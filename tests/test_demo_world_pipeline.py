@@ -12,7 +12,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 from safetensors.torch import load_file, save_file
 
-from assets.artifacts import Artifact, current_artifact, source_descriptors
+from assets.shared.artifacts import Artifact, current_artifact, source_descriptors
 from ml_core.artifacts import read_json
 from pipelines.definitions import world_resources
 from pipelines.runner import STAGES, materialize_all

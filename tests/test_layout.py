@@ -27,8 +27,8 @@ LAYERS = (
 #: the modules of ``assets`` that every asset module may import: glue, not another asset's internals
 #: (``transferability_cells``: the cache of forward-pass cells that two assets share, so none runs twice;
 #: ``observations``: the helpers of the two observable source assets).
-SHARED_ASSET_MODULES = {"assets.artifacts", "assets.loaders", "assets.partitions", "assets.configs",
-                        "assets.observations", "assets.transferability_cells"}
+SHARED_ASSET_MODULES = {"assets.shared.artifacts", "assets.shared.loaders", "assets.shared.partitions", "assets.shared.configs",
+                        "assets.shared.observations", "assets.shared.transferability_cells"}
 TOP_LEVEL = ("ml_core", "worlds", "resources", "assets", "pipelines", "benchmarks", "tests")
 
 

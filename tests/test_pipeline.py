@@ -11,7 +11,7 @@ import pytest
 from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
-from assets.artifacts import current_artifact
+from assets.shared.artifacts import current_artifact
 from pipelines.runner import STAGES, materialize_all
 from tests.pipeline_helpers import FAST_RUN_CONFIG, resources_for, world_env
 
@@ -195,7 +195,7 @@ def test_each_checkpoint_and_dataset_is_hashed_once_per_content(standin_world, t
 def test_a_budget_of_forward_passes_measures_k_models_once_and_shares_the_scored_cells(pipeline_run, monkeypatch):
     import shutil
 
-    import assets.transferability_cells as cells_module
+    import assets.shared.transferability_cells as cells_module
 
     world, instance, resources = pipeline_run["world"], pipeline_run["instance"], pipeline_run["resources"]
     store = resources["store"]

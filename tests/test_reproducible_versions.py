@@ -26,7 +26,7 @@ import json, sys
 import torch
 torch.set_num_threads(int(sys.argv[1]))
 from dagster import DagsterInstance
-from assets.partitions import DATASETS
+from assets.shared.partitions import DATASETS
 from pipelines.runner import materialize_all
 records = materialize_all(DagsterInstance.ephemeral(), stages=[("transferability_scores", DATASETS)],
                           only_partitions={DATASETS: [sys.argv[2]]}, executor="in_process")

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, build_sensor_context, evaluate_automation_conditions
 
-from assets.artifacts import current_artifact
+from assets.shared.artifacts import current_artifact
 from ml_core.ground_truth import load_performance_table
 from ml_core.images import dataset_descriptor
 from pipelines.cli import print_folder_recommendation

@@ -23,7 +23,7 @@ import torch
 from dagster import DagsterInstance
 from safetensors.torch import save_file
 
-from assets.loaders import PARAMS_DIR
+from assets.shared.loaders import PARAMS_DIR
 from assets.model_parameters import model_parameters
 from ml_core.artifacts import partition_key, read_json, read_manifest
 from ml_core.weights import CheckpointError, open_checkpoint, read_model_parameters, unflatten, write_model_parameters

@@ -24,8 +24,8 @@ from safetensors.torch import save_file
 from upath import UPath
 
 import ml_core.artifacts.storage as storage
-from assets.artifacts import ArtifactRef
-from assets.loaders import PARAMS_DIR
+from assets.shared.artifacts import ArtifactRef
+from assets.shared.loaders import PARAMS_DIR
 from assets.model_parameters import model_parameters
 from ml_core.artifacts import (
     HEARTBEAT_NAME,

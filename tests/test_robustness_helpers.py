@@ -14,8 +14,8 @@ from dagster import DagsterInstance, ExecuteInProcessResult, materialize
 from dagster._core.storage.defs_state.base import set_defs_state_storage
 from PIL import Image
 
-from assets.artifacts import ArtifactRefIOManager
-from assets.partitions import DATASETS, MODELS
+from assets.shared.artifacts import ArtifactRefIOManager
+from assets.shared.partitions import DATASETS, MODELS
 from resources.artifact_store import ArtifactStore
 from resources.model_zoo import ModelZoo
 

@@ -16,9 +16,9 @@ import torch
 from dagster import DagsterInstance, asset
 from safetensors.torch import save_file
 
-from assets.artifacts import ArtifactRef, materialize_cached
+from assets.shared.artifacts import ArtifactRef, materialize_cached
 from assets.model_parameters import model_parameters
-from assets.partitions import models_partitions
+from assets.shared.partitions import models_partitions
 from ml_core.artifacts import MAX_KEY_LENGTH, is_safe_key, partition_key
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import CatalogError, discover_datasets

@@ -17,7 +17,7 @@ from dagster import AssetCheckKey, AssetKey, DagsterInstance, SourceAsset
 from safetensors.torch import save_file
 
 from assets.ground_truth_ranks import ground_truth_ranks
-from assets.partitions import datasets_partitions
+from assets.shared.partitions import datasets_partitions
 from ml_core.artifacts import read_manifest
 from ml_core.ground_truth import PerformanceTableError, load_performance_table
 from resources.dataset_catalog import DatasetCatalog

@@ -14,7 +14,7 @@ import zarr
 from s3fs import S3FileSystem
 from dagster import DagsterInstance
 
-from assets.artifacts import current_artifacts, current_ref, materialize_cached
+from assets.shared.artifacts import current_artifacts, current_ref, materialize_cached
 from ml_core.artifacts import (
     HEARTBEAT_NAME,
     MANIFEST_NAME,

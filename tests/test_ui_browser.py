@@ -29,7 +29,7 @@ from dagster import DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
 from assets import ALL_ASSETS, ALL_SOURCES
-from assets.artifacts import current_artifact
+from assets.shared.artifacts import current_artifact
 from pipelines.definitions import world_resources
 from pipelines.runner import materialize_all
 from resources.artifact_store import ArtifactStore

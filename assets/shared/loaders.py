@@ -1,7 +1,7 @@
 """How each asset's artifact is laid out, and how it is read back as its ml_core object.
 
 The one place that knows the files inside an artifact directory: an asset writes them with these
-names, and :meth:`assets.artifacts.Artifact.load` (what every downstream asset, the CLI and the
+names, and :meth:`assets.shared.artifacts.Artifact.load` (what every downstream asset, the CLI and the
 benchmarks call) reads them with :func:`load_artifact`. No asset module imports another's.
 
 | asset | loads as |

@@ -10,7 +10,7 @@ Assets pass :class:`ArtifactRef` values (small JSON pointers), never the data it
 :class:`ArtifactRefIOManager` stores them under ``_refs/`` in the artifact store, each written
 atomically (temporary sibling, then rename), and gives a downstream asset each input as an
 :class:`Artifact`: the reference plus ``load()``, which reads it as its ml_core object
-(:mod:`assets.loaders`), so no asset module needs another's code.
+(:mod:`assets.shared.loaders`), so no asset module needs another's code.
 
 Every asset's body has one shape: its inputs' content hashes, then :func:`materialize_asset`
 (cache lookup or build, under the asset's own name, code version and partition), then
@@ -51,7 +51,7 @@ from dagster import (
 )
 from upath import UPath
 
-from assets.loaders import load_artifact
+from assets.shared.loaders import load_artifact
 from ml_core.artifacts import (
     collect_stale_temporaries,
     hash_parts,
@@ -142,7 +142,7 @@ class Artifact:
         return self.ref.directory(self.store)
 
     def load(self) -> Any:
-        """The artifact as its ml_core object (see :mod:`assets.loaders`)."""
+        """The artifact as its ml_core object (see :mod:`assets.shared.loaders`)."""
         return load_artifact(self.ref.asset, self.directory)
 
     def manifest(self) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from typing import Any
 
 from upath import UPath
 
-from assets.artifacts import materialize_cached
-from assets.loaders import CELL_FILE
+from assets.shared.artifacts import materialize_cached
+from assets.shared.loaders import CELL_FILE
 from ml_core.artifacts import stable_json, write_json
 from ml_core.ground_truth import LabelledImages, TransferabilityConfig, ZooCell, load_split, scoring_images
 from ml_core.ground_truth import transferability_outcome, without_timings
