@@ -99,7 +99,7 @@ def embedding_probes(
         metadata={"properties_beaten": ", ".join(s["beaten"]) or "none",
                   "properties_tied_at_ceiling": ", ".join(s["ceiling_ties"]) or "none",
                   "required": probe_config.min_properties_beaten,
-                  **{f"margin_{k}": float(v) for k, v in s["margins"].items()}},
+                  **{f"margin_{k}": round(float(v), 3) for k, v in s["margins"].items()}},
         description="on held-out models, the embedding's probes beat the best trivial descriptor (weight statistics, "
         f"counts, random) on at least {probe_config.min_properties_beaten} of the 4 properties (a property where "
         "both are perfect counts as matched)",

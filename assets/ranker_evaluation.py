@@ -137,7 +137,8 @@ def ranker_evaluation(
     summary = pd.DataFrame(result.artifact(store).load()["summary"])
     metadata = {
         "selected_variant": s["selected_variant"],
-        "variant_validation_wtau": MetadataValue.json(s["variant_validation"]),
+        "variant_validation_wtau": MetadataValue.json(
+            {k: round(v, 3) if isinstance(v, float) else v for k, v in s["variant_validation"].items()}),
         "two_stage_shortlist": s.get("selected_shortlist", ""),
         "best_prior": MetadataValue.json(s.get("selected_priors", {})),
         "budget_setting": s.get("selected_budget", ""),
@@ -154,6 +155,7 @@ def ranker_evaluation(
     }
     for row in summary.itertuples():
         if row.method in REPORTED or row.method.startswith("budget@"):
-            metadata[f"{row.protocol}_{row.method}_wtau"] = float(row.weighted_tau_truth_mean)
-            metadata[f"{row.protocol}_{row.method}_regret"] = float(row.top1_regret_mean)
+            # rounded for reading (the artifact's summary keeps every digit): tau to 3 decimals, regret in points to 1
+            metadata[f"{row.protocol}_{row.method}_wtau"] = round(float(row.weighted_tau_truth_mean), 3)
+            metadata[f"{row.protocol}_{row.method}_regret"] = round(float(row.top1_regret_mean), 1)
     yield result.output(metadata)

@@ -146,6 +146,6 @@ def ranking_transformer(
     yield AssetCheckResult(
         check_name="validation_metric_finite",
         passed=value is not None and not math.isnan(value),
-        metadata={"held_out_weighted_tau_truth": float(value) if value is not None else float("nan")},
+        metadata={"held_out_weighted_tau_truth": round(float(value), 3) if value is not None else float("nan")},
         description="the ranker produced a finite weighted tau on its held-out datasets",
     )

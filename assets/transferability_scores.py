@@ -83,7 +83,7 @@ def transferability_scores(
     yield result.output({
         "n_scored": s["n_scored"],
         "n_cells_reused": s["n_cells_cached"],
-        "forward_seconds_all_models": float(s["forward_seconds"]),
+        "forward_seconds_all_models": round(float(s["forward_seconds"]), 2),
         "scores": MetadataValue.md(table),
         "unscored_models": MetadataValue.json(s["problems"]),
     })

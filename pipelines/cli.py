@@ -30,6 +30,7 @@ from pipelines.folder_recommendation import FolderRecommendation, apply_budget, 
 from pipelines.readers import materialized, world_seed
 from pipelines.registration import register_partitions
 from pipelines.runner import MaterializationRecord, PartitionFailure, PartitionsFailed, materialize_all
+from pipelines.ui import announce
 from resources.artifact_store import ArtifactStore
 from resources.settings import work_dir, world_dir
 from worlds import SCALES, build_world
@@ -318,7 +319,8 @@ def ui(host: str, port: int) -> None:
     _instance()  # DAGSTER_HOME and its dagster.yaml
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     command = ui_command(host, port)
-    click.echo(f"Dagster UI on http://{host}:{port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']}); Ctrl-C stops it")
+    click.echo(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
+    announce(f"http://{host}:{port}")  # the UI's address and its lineage graph with every group open
     os.execv(command[0], command)  # the UI takes this process over: Ctrl-C and SIGTERM reach it directly
 
 
