@@ -79,23 +79,45 @@ def labelled_features(tokens: DatasetTokens) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _class_moments(x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Class means ``(C, D)``, counts ``(C,)``, the class-balanced within-class scatter ``Sw (D, D)`` (mean of
-    the classes' 1/n covariances) and between-class scatter ``Sb (D, D)`` (covariance of the class means)."""
+    """Class means ``(C, D)``, counts ``(C,)`` and the scatters as factors (``S = F^T F``, never ``D x D``):
+    the class-balanced within-class scatter ``Sw`` (mean of the classes' 1/n covariances), factor ``(n, D)``,
+    and the between-class scatter ``Sb`` (covariance of the class means), factor ``(C, D)``."""
     n_classes = int(labels.max()) + 1
     counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
     means = np.zeros((n_classes, x.shape[1]))
     np.add.at(means, labels, x)
     means /= counts[:, None]
-    centred = x - means[labels]
     weights = 1.0 / (counts[labels] * n_classes)  # each class counts once, whatever its images
-    within = (centred * weights[:, None]).T @ centred
-    grand = means.mean(0)
-    between = (means - grand).T @ (means - grand) / n_classes
+    within = (x - means[labels]) * np.sqrt(weights)[:, None]
+    between = (means - means.mean(0)) / np.sqrt(n_classes)
     return means, counts, within, between
 
 
-def _eigenvalues(matrix: np.ndarray) -> np.ndarray:
-    return np.clip(np.linalg.eigvalsh((matrix + matrix.T) / 2.0), 0.0, None)[::-1]
+def _eigenvalues(factor: np.ndarray) -> np.ndarray:
+    """Eigenvalues of ``F^T F``, largest first, from the smaller of the two Gram matrices."""
+    if not factor.size:
+        return np.zeros(0)
+    gram = factor @ factor.T if factor.shape[0] <= factor.shape[1] else factor.T @ factor
+    return np.clip(np.linalg.eigvalsh(gram), 0.0, None)[::-1]
+
+
+def _row_space(factor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(values (r,), basis (r, D))``: the non-zero eigenvalues of ``F^T F`` and their orthonormal eigenvectors,
+    from the ``(n, n)`` Gram matrix (n images, far fewer than D dimensions)."""
+    values, vectors = np.linalg.eigh(factor @ factor.T)
+    keep = values > 1e-12 * max(float(values.max()), 1e-300)
+    basis = (factor.T @ vectors[:, keep]) / np.sqrt(values[keep])
+    return values[keep], basis.T
+
+
+def _whitened_between(within: np.ndarray, between: np.ndarray, floor: float) -> np.ndarray:
+    """Eigenvalues of ``Sb`` whitened by the shrunk ``(1 - SHRINKAGE) Sw + floor I`` (generalized eigenvalues),
+    from the factors: ``Sw``'s eigenvectors span where it differs from ``floor I``."""
+    values, basis = _row_space(within)
+    scale = 1.0 / np.sqrt((1.0 - SHRINKAGE) * values + floor)
+    projected = between @ basis.T  # (C, r)
+    whitened = (projected * scale) @ basis + (between - projected @ basis) / np.sqrt(floor)
+    return _eigenvalues(whitened)
 
 
 def _effective_rank(values: np.ndarray) -> float:
@@ -119,16 +141,12 @@ def scatter_statistics(tokens: DatasetTokens) -> np.ndarray:
     x, labels = labelled_features(tokens)
     means, counts, within, between = _class_moments(x, labels)
     n_classes, dim = means.shape
-    total = np.cov(x, rowvar=False, bias=True) if len(x) > 1 else np.zeros((dim, dim))
-    tw, tb = float(np.trace(within)), float(np.trace(between))
-    shrunk = (1.0 - SHRINKAGE) * within + SHRINKAGE * (tw / dim if tw > 0 else 1e-6) * np.eye(dim)
-    # generalized eigenvalues of (Sb, Sw): the spectrum of Sb in the space whitened by the (shrunk) Sw
-    w_vals, w_vecs = np.linalg.eigh(shrunk)
-    whiten = w_vecs / np.sqrt(np.clip(w_vals, 1e-12, None))
-    general = _eigenvalues(whiten.T @ between @ whiten)
+    total = (x - x.mean(0)) / np.sqrt(len(x))
+    within_values, between_values, total_values = _eigenvalues(within), _eigenvalues(between), _eigenvalues(total)
+    tw, tb = float(within_values.sum()), float(between_values.sum())
+    general = _whitened_between(within, between, SHRINKAGE * (tw / dim if tw > 0 else 1e-6))
     mass = general.sum()
     shares = [float(general[:k].sum() / mass) if mass > 0 else 1.0 for k in SPECTRUM_TOP]
-    within_values, between_values, total_values = _eigenvalues(within), _eigenvalues(between), _eigenvalues(total)
     spread = np.array([np.sum((x[labels == c] - means[c]) ** 2) / counts[c] for c in range(n_classes)])
     unit_means = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
     if n_classes > 1:
@@ -146,7 +164,7 @@ def scatter_statistics(tokens: DatasetTokens) -> np.ndarray:
         _log(_effective_rank(within_values)),
         _effective_rank(between_values) / max(n_classes - 1, 1) if tb > 0 else 0.0,
         _log(participation),
-        _log(float(np.trace(total))),
+        _log(float(total_values.sum())),
         float(spread.std() / spread.mean()) if spread.mean() > 0 else 0.0,
         mean_cosine,
         _log(margin),
