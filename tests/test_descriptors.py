@@ -7,7 +7,7 @@ import pytest
 
 import ml_core.evaluation.descriptor_study as study
 from ml_core.evaluation import EvaluationData, leave_family_out_folds
-from ml_core.evaluation.descriptor_study import NeighbourGrid, evaluate_descriptor_fold, known_methods
+from ml_core.evaluation.descriptor_study import NeighbourGrid, TaskExamples, evaluate_descriptor_fold, known_methods
 from ml_core.images import DatasetTokens
 from ml_core.ranking.descriptors import (
     DESCRIPTORS,
@@ -15,9 +15,14 @@ from ml_core.ranking.descriptors import (
     SEPARABILITY_NAMES,
     DescriptorSpace,
     LearnedMetric,
+    _agreements,
     describe,
     describe_all,
+    fit_metric_weights,
+    metric_pairs,
+    rank_agreement,
 )
+from ml_core.ranking.tasks import TaskSamplerConfig, sample_tasks, task_tokens
 
 
 def _tokens(separation=1.0, classes=5, rows=12, dim=16, seed=0, offset=None) -> DatasetTokens:
@@ -154,37 +159,84 @@ def _world():
     return data
 
 
+def _task_examples(data, names):
+    tasks = sample_tasks(data.dataset_names, data.dataset_tokens, TaskSamplerConfig(n_tasks=60, min_shots=2, seed=1))
+    rng = np.random.default_rng(5)
+    n = len(data.model_names)
+    vectors = {name: np.stack([describe(name, task_tokens(t, data.dataset_tokens)) for t in tasks]) for name in names}
+    labels = {p: rng.uniform(size=(len(tasks), n)) for p in ("probe", "logme")}
+    proxies = {p: rng.uniform(size=data.accuracy.shape) for p in ("probe", "logme")}
+    return TaskExamples([t.sources for t in tasks], vectors, labels, proxies, max_tasks=40)
+
+
 def test_no_image_row_or_label_of_a_test_family_reaches_fitting_the_metric_or_the_choice(monkeypatch):
     data = _world()
-    methods = known_methods(learned=("separability",))
+    methods = known_methods(learned=("separability",), with_tasks=True)
     fold = leave_family_out_folds(data.dataset_names, data.families, val_families=1)[0]  # family a is test
-    vectors = describe_all(sorted(DESCRIPTORS), data.dataset_tokens)
+    names = sorted(DESCRIPTORS)
+    vectors = describe_all(names, data.dataset_tokens)
+    tasks = _task_examples(data, names)
+    assert any(set(s) & set(fold.test) for s in tasks.sources)  # the pool has tasks of the test family
     grid = NeighbourGrid(ks=(1, 0), temperatures=(0.1, 1.0), ridges=(0.1, 1.0))
-    fitted = []
-    real_fit = study.fit_similarity
+    fitted, proxy_rows = [], []
+    real_fit, real_select = study.fit_similarity, study.select_proxy
 
-    def fit_spy(method, reference, accuracy, families, ridge):
-        fitted.append((method, list(reference), accuracy.copy()))
-        return real_fit(method, reference, accuracy, families, ridge)
+    def fit_spy(method, reference, accuracy, families, ridge, extra=None):
+        fitted.append((method, list(reference), accuracy.copy(), extra))
+        return real_fit(method, reference, accuracy, families, ridge, extra)
+
+    def select_spy(tables, accuracy, rows):
+        proxy_rows.append(list(rows))
+        return real_select(tables, accuracy, rows)
 
     monkeypatch.setattr(study, "fit_similarity", fit_spy)
-    rows, choices = evaluate_descriptor_fold(data, fold, vectors, methods, grid)
+    monkeypatch.setattr(study, "select_proxy", select_spy)
+    rows, choices = evaluate_descriptor_fold(data, fold, vectors, methods, grid, tasks=tasks)
     train_acc = data.accuracy[[data.row(d) for d in fold.train]]
-    assert {m for m, _, _ in fitted} == set(methods)
-    for _, reference, accuracy in fitted:  # the fit sees the training datasets, their rows, nothing else
+    train_families = {data.families[d] for d in fold.train}
+    assert {m for m, _, _, _ in fitted} == set(methods)
+    for method, reference, accuracy, extra in fitted:  # the fit sees the training datasets, their rows, nothing else
         assert reference == list(fold.train) and np.array_equal(accuracy, train_acc)
+        if method.startswith("learned_tasks:"):
+            assert len(extra[0]) > 0 and all(g <= train_families for g in extra[2])  # tasks of training families only
+    assert proxy_rows and all(not set(r) & {data.row(d) for d in fold.test} for r in proxy_rows)
+    assert choices["learned_tasks:separability"]["tasks"] == len(tasks.for_fold(fold))
     assert {r["method"] for r in rows} >= {f"nearest:{m}" for m in methods} | {"prior", "oracle_nearest",
                                                                                "nearest_fixed:mean"}
 
-    # the test family changed in every way (images, descriptors, truth): the choices and validation are the same
+    # the test family changed in every way (images, descriptors, truth, its tasks and their labels):
+    # the choices and the validation rows are the same
     changed = dataclasses.replace(data, accuracy=data.accuracy.copy(), dataset_tokens=dict(data.dataset_tokens))
     for d in fold.test:
         changed.accuracy[data.row(d)] = 1.0 - changed.accuracy[data.row(d)]
         changed.dataset_tokens[d] = _tokens(separation=5.0, classes=7, rows=8, dim=8, seed=99)
-    changed_vectors = describe_all(sorted(DESCRIPTORS), changed.dataset_tokens)
-    again, choices_again = evaluate_descriptor_fold(changed, fold, changed_vectors, methods, grid)
+    changed_vectors = describe_all(names, changed.dataset_tokens)
+    touched = [i for i, s in enumerate(tasks.sources) if set(s) & set(fold.test)]
+    changed_tasks = dataclasses.replace(tasks, vectors={k: v.copy() for k, v in tasks.vectors.items()},
+                                        labels={k: v.copy() for k, v in tasks.labels.items()},
+                                        dataset_proxies={k: v.copy() for k, v in tasks.dataset_proxies.items()})
+    for v in (*changed_tasks.vectors.values(), *changed_tasks.labels.values()):
+        v[touched] = -v[touched]
+    for v in changed_tasks.dataset_proxies.values():
+        v[[data.row(d) for d in fold.test]] = -v[[data.row(d) for d in fold.test]]
+    again, choices_again = evaluate_descriptor_fold(changed, fold, changed_vectors, methods, grid, tasks=changed_tasks)
     assert choices_again == choices
     val = lambda rs: [(r["method"], r["dataset"], r["weighted_tau_truth"]) for r in rs if r["split"] == "val"]  # noqa: E731
     assert val(again) == val(rows)
     assert [r["weighted_tau_truth"] for r in again if r["split"] == "test"] != \
         [r["weighted_tau_truth"] for r in rows if r["split"] == "test"]
+
+
+def test_agreement_is_spearman_and_only_pairs_of_disjoint_families_teach_the_metric():
+    rng = np.random.default_rng(2)
+    labels = rng.normal(size=(6, 9))
+    labels[2, :3] = labels[2, 0]  # ties
+    fast = _agreements(labels)
+    assert np.allclose(fast, [[rank_agreement(a, b) for b in labels] for a in labels])
+    groups = [frozenset("a"), frozenset("a"), frozenset("b"), frozenset("bc"), frozenset("cd"), frozenset("e")]
+    i, j = metric_pairs(groups)
+    assert set(zip(i.tolist(), j.tolist(), strict=True)) == {
+        (0, 2), (0, 3), (0, 4), (0, 5), (1, 2), (1, 3), (1, 4), (1, 5), (2, 4), (2, 5), (3, 5), (4, 5)}
+    # one family only: no pair to learn from, every dimension weighs the same
+    weights, intercept = fit_metric_weights(rng.normal(size=(4, 3)), labels[:4], [frozenset("a")] * 4, ridge=1.0)
+    assert np.allclose(weights, 1 / 3) and intercept == 0.0

@@ -39,8 +39,11 @@ from ml_core.metrics import weighted_tau
 from ml_core.progress import progress
 from ml_core.ranking.baselines import attribute_prior, data_free_prior, neighbour_scores
 from ml_core.ranking.descriptors import DESCRIPTORS, DescriptorSpace, LearnedMetric, rank_agreement
+from ml_core.ranking.proxies import select_proxy
 
 LEARNED = "learned:"
+#: a metric learned on the fold's training datasets AND sampled tasks of them (labelled by a proxy)
+LEARNED_TASKS = "learned_tasks:"
 Similarity = Callable[[np.ndarray], np.ndarray]
 
 
@@ -54,18 +57,43 @@ class NeighbourGrid:
     ridges: tuple[float, ...] = (0.1, 1.0, 10.0)
 
 
+@dataclass
+class TaskExamples:
+    """Sampled tasks (:mod:`ml_core.ranking.tasks`) as examples for a learned metric: each task's source
+    datasets, its descriptors ``vectors[descriptor] (E, d)``, its proxy labels ``labels[proxy] (E, N)``, and
+    every proxy on the real datasets ``dataset_proxies[proxy] (D, N)`` (aligned with the evaluation data), by
+    which each fold chooses its proxy on its training and validation datasets. ``max_tasks``: the first that
+    many tasks drawn from a fold's training datasets are used."""
+
+    sources: list[tuple[str, ...]]
+    vectors: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    dataset_proxies: dict[str, np.ndarray]
+    max_tasks: int = 500
+
+    def for_fold(self, fold: Fold) -> list[int]:
+        """The tasks whose every source is one of the fold's TRAINING datasets (at most ``max_tasks``)."""
+        train = set(fold.train)
+        return [i for i, s in enumerate(self.sources) if set(s) <= train][: self.max_tasks]
+
+
 def base_descriptor(method: str) -> str:
-    """The registered descriptor a method reads (``learned:x`` reads ``x``)."""
-    return method.removeprefix(LEARNED)
+    """The registered descriptor a method reads (``learned:x`` and ``learned_tasks:x`` read ``x``)."""
+    return method.removeprefix(LEARNED_TASKS).removeprefix(LEARNED)
 
 
 def fit_similarity(method: str, reference: Mapping[str, np.ndarray], accuracy: np.ndarray,
-                   families: Sequence[str], ridge: float) -> Similarity:
+                   families: Sequence[str], ridge: float, extra: tuple[np.ndarray, np.ndarray, list] | None = None,
+                   ) -> Similarity:
     """``target vector -> (T,)`` similarities to the ``reference`` datasets (a fold's TRAINING datasets, in
-    order, with their ``accuracy (T, N)`` rows and families); fitted on them alone."""
+    order, with their ``accuracy (T, N)`` rows and families); fitted on them alone, and for a learned metric
+    on ``extra`` examples too: ``(vectors (E, d), labels (E, N), families of each (E sets))``, sampled tasks
+    of those training datasets."""
     space = DescriptorSpace.for_descriptor(base_descriptor(method), np.stack(list(reference.values())))
-    if method.startswith(LEARNED):
-        return LearnedMetric(space, accuracy, list(families), ridge=ridge).similarity
+    if method.startswith((LEARNED, LEARNED_TASKS)):
+        vectors, labels, groups = extra if extra is not None else (None, None, ())
+        return LearnedMetric(space, accuracy, list(families), ridge=ridge, extra_vectors=vectors,
+                             extra_labels=labels, extra_groups=groups).similarity
     return space.similarity
 
 
@@ -93,10 +121,12 @@ def evaluate_descriptor_fold(
     grid: NeighbourGrid | None = None,
     fixed_k: int = 3,
     fixed_temperature: float = 0.05,
+    tasks: TaskExamples | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
     """Rows for every method on the fold's validation and test datasets, and each method's chosen setting
     (``k``, ``temperature``, ``ridge``, its validation score). ``vectors[descriptor][dataset]``: each
-    dataset's descriptor (a pure function of its own tokens)."""
+    dataset's descriptor (a pure function of its own tokens). ``tasks``: the sampled tasks the
+    ``learned_tasks:`` methods learn from (only those of the fold's training datasets are used)."""
     grid = grid or NeighbourGrid()
     train = list(fold.train)
     train_acc = data.accuracy[[data.row(d) for d in train]]
@@ -120,13 +150,23 @@ def evaluate_descriptor_fold(
         add(split, d, "oracle_nearest", oracle_neighbour_scores(truth[d], train_acc, fixed_k, fixed_temperature))
 
     choices: dict[str, dict[str, float]] = {}
+    task_index, proxy = [], ""
+    if tasks is not None and any(m.startswith(LEARNED_TASKS) for m in methods):
+        task_index = tasks.for_fold(fold)
+        proxy, _ = select_proxy(tasks.dataset_proxies, data.accuracy, [data.row(d) for d in (*fold.train, *fold.val)])
     for method in methods:
         base = base_descriptor(method)
         reference = {d: vectors[base][d] for d in train}
-        ridges = grid.ridges if method.startswith(LEARNED) else (0.0,)
+        ridges = grid.ridges if method.startswith((LEARNED, LEARNED_TASKS)) else (0.0,)
+        extra = None
+        if method.startswith(LEARNED_TASKS):
+            if tasks is None:
+                raise ValueError(f"{method} needs sampled tasks")
+            extra = (tasks.vectors[base][task_index], tasks.labels[proxy][task_index],
+                     [{data.families.get(d, d) for d in tasks.sources[i]} for i in task_index])
         sims = {}
         for ridge in ridges:
-            similarity = fit_similarity(method, reference, train_acc, train_families, ridge)
+            similarity = fit_similarity(method, reference, train_acc, train_families, ridge, extra)
             sims[ridge] = {d: similarity(vectors[base][d]) for _, d in held}
         best, best_score = None, -np.inf
         for ridge, k, temperature in itertools.product(ridges, grid.ks, grid.temperatures):
@@ -137,6 +177,8 @@ def evaluate_descriptor_fold(
                 best, best_score = (ridge, k, temperature), score
         ridge, k, temperature = best
         choices[method] = {"ridge": ridge, "k": k, "temperature": temperature, "validation": best_score}
+        if extra is not None:
+            choices[method] |= {"tasks": len(task_index), "proxy": proxy}
         for split, d in held:
             scores = neighbour_scores(sims[ridge][d], train_acc, k=k or len(train), temperature=temperature)
             add(split, d, f"nearest:{method}", scores, **neighbour_diagnostic(sims[ridge][d], truth[d], train_acc))
@@ -152,17 +194,21 @@ def evaluate_descriptors(
     vectors: Mapping[str, Mapping[str, np.ndarray]],
     methods: Sequence[str],
     grid: NeighbourGrid | None = None,
+    tasks: TaskExamples | None = None,
 ) -> tuple[pd.DataFrame, dict[str, dict[str, dict[str, float]]], dict[str, str]]:
     """Every fold's rows (with ``best_prior``), the settings chosen per fold and method, and the prior chosen."""
     rows, choices = [], {}
     for fold in progress(folds, desc="descriptor folds"):
-        fold_rows, choices[fold.name] = evaluate_descriptor_fold(data, fold, vectors, methods, grid)
+        fold_rows, choices[fold.name] = evaluate_descriptor_fold(data, fold, vectors, methods, grid, tasks=tasks)
         rows.extend(fold_rows)
     frame = pd.DataFrame(rows)
     best_prior, chosen = select_priors(frame)
     return pd.concat([frame, best_prior], ignore_index=True), choices, chosen
 
 
-def known_methods(learned: Sequence[str] = ("separability", "separability+task2vec")) -> list[str]:
-    """Every registered descriptor, then a learned metric over each of ``learned``."""
-    return [*DESCRIPTORS, *(f"{LEARNED}{name}" for name in learned)]
+def known_methods(learned: Sequence[str] = ("separability", "separability+task2vec"), with_tasks: bool = False,
+                  ) -> list[str]:
+    """Every registered descriptor, then a learned metric over each of ``learned`` (and, ``with_tasks``, the
+    same learned on sampled tasks too)."""
+    out = [*DESCRIPTORS, *(f"{LEARNED}{name}" for name in learned)]
+    return out + [f"{LEARNED_TASKS}{name}" for name in learned] if with_tasks else out

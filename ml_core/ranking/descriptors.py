@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import minimize, nnls
-from scipy.stats import spearmanr
+from scipy.stats import rankdata, spearmanr
 
 from ml_core.images import DatasetTokens, dataset_descriptor
 
@@ -381,37 +381,76 @@ def rank_agreement(accuracy_a: np.ndarray, accuracy_b: np.ndarray) -> float:
     return float(spearmanr(accuracy_a[both], accuracy_b[both]).statistic)
 
 
+def _agreements(labels: np.ndarray) -> np.ndarray:
+    """``(P, P)`` Spearman correlations of the rows of ``labels (P, N)`` over the models both rows have."""
+    filled = np.where(np.isnan(labels), np.nanmean(labels, axis=1, keepdims=True), labels)
+    if not np.isnan(labels).any():  # the common case: one rank transform, one product
+        ranks = rankdata(filled, axis=1)  # ties share their mean rank, as Spearman's
+        ranks -= ranks.mean(1, keepdims=True)
+        norms = np.linalg.norm(ranks, axis=1)
+        out = (ranks @ ranks.T) / np.maximum(np.outer(norms, norms), 1e-12)
+        out[(norms[:, None] == 0) | (norms[None, :] == 0)] = 0.0
+        return out
+    return np.array([[rank_agreement(a, b) for b in labels] for a in labels])
+
+
+def metric_pairs(groups: Sequence[frozenset[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(i, j)``, ``i < j``, of the examples whose families (``groups``: a set per example, several
+    for a task mixing datasets of several families) are disjoint: the pairs a cross-family metric learns from."""
+    i, j = np.triu_indices(len(groups), 1)
+    keep = np.array([not (groups[a] & groups[b]) for a, b in zip(i, j, strict=True)], dtype=bool)
+    return i[keep], j[keep]
+
+
+def fit_metric_weights(z: np.ndarray, labels: np.ndarray, groups: Sequence[frozenset[str]],
+                       ridge: float) -> tuple[np.ndarray, float]:
+    """Non-negative weights ``(d,)`` and an intercept such that ``intercept - sum_k w_k (z_ik - z_jk)^2``
+    predicts the agreement of rows ``i`` and ``j`` of ``labels (P, N)`` (their zoo rankings), least squares
+    over every pair whose ``groups`` (families) are disjoint, ridge ``ridge`` x number of pairs towards 0.
+    Solved from the normal equations (``d x d``), so many pairs cost little."""
+    z = np.asarray(z, dtype=np.float64)
+    i, j = metric_pairs(groups)
+    if len(i) < 2:
+        return np.full(z.shape[1], 1.0 / max(z.shape[1], 1)), 0.0
+    target = _agreements(labels)[i, j]
+    design = -((z[i] - z[j]) ** 2)  # (pairs, d)
+    d_mean, t_mean = design.mean(0), target.mean()
+    centred = design - d_mean
+    gram = centred.T @ centred + ridge * len(i) * np.eye(z.shape[1])
+    chol = np.linalg.cholesky(gram)  # min |A w - b|^2 + lambda |w|^2 = |L^T w - L^-1 A^T b|^2 + const
+    weights, _ = nnls(chol.T, np.linalg.solve(chol, centred.T @ (target - t_mean)))
+    return weights, float(t_mean - d_mean @ weights)
+
+
 @dataclass
 class LearnedMetric:
-    """A diagonal metric on a standardised descriptor, learned on reference datasets ``(T, d)`` with their
-    accuracies ``(T, N)`` and families: for every pair of reference datasets of DIFFERENT families, the
-    agreement of their zoo rankings (:func:`rank_agreement`) is regressed on minus their squared
-    differences per dimension, with non-negative weights and an intercept (ridge ``ridge`` x number of pairs
-    on the weights, towards 0). ``similarity`` is the predicted agreement, on the Spearman scale.
-    Pairs within a family are left out: the metric must learn what carries ACROSS families."""
+    """A diagonal metric on a standardised descriptor (:func:`fit_metric_weights`), learned on reference
+    datasets ``(T, d)`` with their accuracies ``(T, N)`` and families, and optionally on extra examples
+    (sampled tasks of those datasets: ``extra_vectors (E, d)`` as described, ``extra_labels (E, N)`` their
+    proxy rankings, ``extra_groups`` the families their images come from): pairs of examples of DIFFERENT
+    families whose zoo rankings agree should lie close. Pairs sharing a family are left out: the metric must
+    learn what carries ACROSS families. ``similarity`` is the predicted agreement, on the Spearman scale,
+    to every reference dataset."""
 
     space: DescriptorSpace
     accuracy: np.ndarray
     families: Sequence[str]
     ridge: float = 1.0
+    extra_vectors: np.ndarray | None = None
+    extra_labels: np.ndarray | None = None
+    extra_groups: Sequence[frozenset[str]] = ()
     weights: np.ndarray = field(init=False)
     intercept: float = field(init=False)
 
     def __post_init__(self) -> None:
         z = self.space.transform(self.space.reference)
-        pairs = [(i, j) for i in range(len(z)) for j in range(i + 1, len(z)) if self.families[i] != self.families[j]]
-        if len(pairs) < 2:
-            self.weights, self.intercept = np.full(z.shape[1], 1.0 / max(z.shape[1], 1)), 0.0
-            return
-        target = np.array([rank_agreement(self.accuracy[i], self.accuracy[j]) for i, j in pairs])
-        design = -np.array([(z[i] - z[j]) ** 2 for i, j in pairs])  # (P, d)
-        # intercept: centre both sides; ridge: sqrt(lambda P) I rows appended (NNLS has no penalty of its own)
-        d_mean, t_mean = design.mean(0), target.mean()
-        penalty = np.sqrt(self.ridge * len(pairs)) * np.eye(design.shape[1])
-        a = np.vstack([design - d_mean, penalty])
-        b = np.concatenate([target - t_mean, np.zeros(design.shape[1])])
-        self.weights, _ = nnls(a, b)
-        self.intercept = float(t_mean - d_mean @ self.weights)
+        labels = np.asarray(self.accuracy, dtype=np.float64)
+        groups = [frozenset([f]) for f in self.families]
+        if self.extra_vectors is not None and len(self.extra_vectors):
+            z = np.concatenate([z, self.space.transform(self.extra_vectors)])
+            labels = np.concatenate([labels, np.asarray(self.extra_labels, dtype=np.float64)])
+            groups += [frozenset(g) for g in self.extra_groups]
+        self.weights, self.intercept = fit_metric_weights(z, labels, groups, self.ridge)
 
     def similarity(self, target: np.ndarray) -> np.ndarray:
         z = self.space.transform(self.space.reference)
