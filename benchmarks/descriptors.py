@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.ranking_quality import add_store_arguments, commit, open_store, world_stores
+from benchmarks.ranking_quality import add_store_arguments, commit, open_store, run_worlds, world_stores
 from ml_core.evaluation import leave_family_out_folds, paired_differences
 from ml_core.evaluation.descriptor_study import (
     LEARNED_TASKS,
@@ -79,7 +79,8 @@ def run_world(options: argparse.Namespace, methods: list[str], grid: NeighbourGr
     if task_names:
         tasks, task_info = task_examples(options, data, task_names)
     rows, choices, priors = evaluate_descriptors(data, folds, vectors, methods, grid, tasks)
-    info = {"task_info": task_info, "world_seed": world_seed(Path(options.datasets).parent),"table": materialized(store, "ground_truth_ranks").content_hash[:12], "n_models": len(data.model_names),
+    info = {"task_info": task_info, "world_seed": world_seed(Path(options.datasets).parent),
+            "table": materialized(store, "ground_truth_ranks").content_hash[:12], "n_models": len(data.model_names),
             "n_datasets": len(data.dataset_names), "n_families": len(set(data.families.values())),
             "n_folds": len(folds), "choices": choices, "priors": priors, "describe_seconds": describe_seconds,
             "seconds": time.perf_counter() - start,
@@ -100,20 +101,14 @@ def main() -> None:
     methods = args.methods or known_methods(with_tasks=args.tasks > 0)
     grid = NeighbourGrid()
 
-    frames, worlds = [], []
-    for label, options in world_stores(args):
-        rows, info = run_world(options, methods, grid)
-        frames.append(rows.assign(world=label, fold=label + ":" + rows["fold"]))
-        worlds.append((label, info))
-    rows = pd.concat(frames, ignore_index=True)
-    if args.out:
-        rows.to_parquet(Path(args.out), index=False)
+    rows, worlds = run_worlds(world_stores(args), lambda options: run_world(options, methods, grid), out=args.out)
 
     print(f"dataset descriptors | commit {commit()} | fold seed {args.seed} | {len(worlds)} world(s); "
           f"weighted tau = scipy.stats.weightedtau(accuracy, score, rank=None) (truth-ordered); regret in points")
     for label, info in worlds:
-        print(f"\n== {label}: world seed {info['world_seed']} | table {info['table']} | {info['n_models']} models, {info['n_datasets']} labelled datasets "
-              f"in {info['n_families']} families; {info['n_folds']} leave-family-out folds | described in "
+        print(f"\n== {label}: world seed {info['world_seed']} | table {info['table']} | {info['n_models']} models, "
+              f"{info['n_datasets']} labelled datasets in {info['n_families']} families; {info['n_folds']} "
+              "leave-family-out folds | described in "
               f"{info['describe_seconds']:.1f} s, world in {info['seconds']:.0f} s | dims {info['dims']}")
         print(f"   best data-free prior chosen on validation: {info['priors']}")
         if info["task_info"]:
