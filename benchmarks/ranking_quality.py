@@ -17,7 +17,9 @@ figures are pooled: means over every world's folds, differences paired by (world
 import argparse
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -89,6 +91,23 @@ def world_stores(args: argparse.Namespace) -> list[tuple[str, argparse.Namespace
         seed = world_seed(folder / "demo_world")
         worlds.append((f"seed{seed}" if seed is not None else folder.name, options))
     return worlds
+
+
+def run_worlds(worlds: Sequence[tuple[str, argparse.Namespace]],
+               run: Callable[[argparse.Namespace], tuple[pd.DataFrame, Any]],
+               pooled: Sequence[pd.DataFrame] = (), out: str | None = None) -> tuple[pd.DataFrame, list[tuple[str, Any]]]:
+    """``run(options) -> (rows, info)`` for each of ``worlds`` (:func:`world_stores`): every world's rows,
+    tagged with the world and with their folds named ``<world>:<fold>`` (so folds pair within a world), after
+    the ``pooled`` rows of earlier runs, written to ``out`` when given; and each world's info."""
+    frames, infos = list(pooled), []
+    for label, options in worlds:
+        rows, info = run(options)
+        frames.append(rows.assign(world=label, fold=label + ":" + rows["fold"]))
+        infos.append((label, info))
+    rows = pd.concat(frames, ignore_index=True)
+    if out:
+        rows.to_parquet(Path(out), index=False)
+    return rows, infos
 
 
 def run_world(options: argparse.Namespace) -> tuple[EvaluationData, EvaluationResult, str, int]:

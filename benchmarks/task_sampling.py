@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from benchmarks.ranking_quality import commit, open_store, world_stores
+from benchmarks.ranking_quality import commit, open_store, run_worlds, world_stores
 from ml_core.evaluation import leave_family_out_folds, paired_differences, validation_score, variant_configs
 from ml_core.evaluation.evaluation import select_priors
 from ml_core.evaluation.sampled import TaskSetting, dataset_proxies, evaluate_task_fold, task_pool
@@ -128,15 +127,9 @@ def main() -> None:
     torch.set_num_threads(2)
     settings = settings_of(args)
     start = time.perf_counter()
-    frames = [pd.read_parquet(path) for path in args.pooled]
-    infos = []
-    for label, options in world_stores(args) if args.worlds else []:
-        frame, info = run_world(options, settings)
-        frames.append(frame.assign(world=label, fold=label + ":" + frame["fold"]))
-        infos.append((label, info))
-    rows = pd.concat(frames, ignore_index=True)
-    if args.out:
-        rows.to_parquet(Path(args.out), index=False)
+    pooled = [pd.read_parquet(path) for path in args.pooled]
+    rows, infos = run_worlds(world_stores(args) if args.worlds else [], lambda options: run_world(options, settings),
+                             pooled, out=args.out)
     print(f"task sampling | commit {commit()} | seed {args.seed} | worlds {sorted(set(rows['world']))} | pool {args.pool} "
           f"tasks per world | {time.perf_counter() - start:.0f} s on this CPU")
     for label, info in infos:
