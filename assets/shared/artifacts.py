@@ -29,7 +29,6 @@ import contextlib
 import contextvars
 import json
 import logging
-import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -52,15 +51,7 @@ from dagster import (
 from upath import UPath
 
 from assets.shared.loaders import load_artifact
-from ml_core.artifacts import (
-    collect_stale_temporaries,
-    hash_parts,
-    read_json,
-    redact_url,
-    staged_directory,
-    write_json,
-    write_manifest,
-)
+from ml_core.artifacts import build_cached, cache_key_of, read_json, redact_url, write_json
 from ml_core.evaluation import EvaluationData, evaluation_data
 from ml_core.weights import ModelCard
 from ml_core.images import dataset_descriptor
@@ -249,48 +240,19 @@ def materialize_cached(
     build: Callable[[UPath], tuple[str, dict[str, Any]]],
     log: logging.Logger | Any | None = logger,
 ) -> CachedResult:
-    """Return the artifact for (code version, config, inputs), building it only on a cache miss.
+    """Return the artifact for (code version, config, inputs), building it only on a cache miss
+    (:func:`ml_core.artifacts.build_cached`, the one publication path of assets and ml_core's own cached
+    artifacts).
 
     ``build(directory)`` writes the artifact's files into ``directory`` and returns
     ``(content_hash, summary)``; ``summary`` (JSON-safe) is kept in the manifest so that a cache
     hit can report the same metadata without recomputing anything. ``log=None`` drops the
-    hit / miss messages (per-cell caches: hundreds per run); warnings then go to this module's logger.
+    hit / miss messages (per-cell caches: hundreds per run).
     """
-    quiet = log is None
-    log = logger if log is None else log
-    start = time.perf_counter()
-    cache_key = cache_key_of(asset, code_version, config, inputs)
-    final = store.artifact_dir(asset, partition, cache_key)
-    manifest = store.lookup(asset, partition, cache_key)
-    if manifest is not None:
-        if not quiet:
-            log.info(f"cache hit for {asset}[{partition or '-'}] ({cache_key})")
-        ref = ArtifactRef(asset, partition, cache_key, manifest["content_hash"])
-        return CachedResult(ref, manifest, True, time.perf_counter() - start)
-    if not quiet:
-        log.info(f"cache miss for {asset}[{partition or '-'}]: building {cache_key}")
-    with staged_directory(final) as tmp:
-        content_hash, summary = build(tmp)
-        manifest = {
-            "asset": asset,
-            "partition": partition,
-            "cache_key": cache_key,
-            "content_hash": content_hash,
-            "code_version": code_version,
-            "config": config,
-            "inputs": inputs,
-            "summary": summary,
-            "path": redact_url(str(final)),
-            "created_unix": time.time(),
-        }
-        write_manifest(tmp, manifest)
-    published = store.lookup(asset, partition, cache_key) or manifest
-    ref = ArtifactRef(asset, partition, cache_key, published["content_hash"])
-    try:
-        collect_stale_temporaries(final.parent)
-    except Exception as error:  # housekeeping must never fail a materialization
-        log.warning(f"could not sweep staging leftovers of {asset}[{partition or '-'}]: {type(error).__name__}: {error}")
-    return CachedResult(ref, published, False, time.perf_counter() - start)
+    built = build_cached(store, asset=asset, partition=partition, code_version=code_version, config=config,
+                         inputs=inputs, build=build, log=log)
+    ref = ArtifactRef(asset, partition, built.cache_key, built.manifest["content_hash"])
+    return CachedResult(ref, built.manifest, built.cache_hit, built.seconds)
 
 
 _PLANNING: contextvars.ContextVar[bool] = contextvars.ContextVar("modelrec_planning", default=False)
@@ -315,11 +277,6 @@ def planning() -> Iterator[None]:
         yield
     finally:
         _PLANNING.reset(token)
-
-
-def cache_key_of(asset: str, code_version: str, config: dict[str, Any], inputs: dict[str, str]) -> str:
-    """The content address of an artifact: its asset, code version, config and inputs' content hashes."""
-    return hash_parts(asset, code_version, config, sorted(inputs.items()))
 
 
 def materialize_asset(
