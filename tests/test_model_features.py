@@ -32,6 +32,8 @@ from ml_core.ground_truth import (
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
 from resources.model_zoo import ModelZoo
+from tests.test_s3_store import BUCKET as S3_BUCKET
+from tests.test_s3_store import s3  # noqa: F401 - the moto S3 server fixture, shared
 
 SELECTION = scoring_selection("train", 1000)
 
@@ -71,9 +73,10 @@ def test_features_round_trip_streams_batches_and_reads_lazily(tmp_path):
         summary = write_model_features(directory, data, _fake_forward(calls), batch_size=10, attrs={"model": {"key": "m"}})
         return summary["content_hash"], summary
 
-    built = build_cached(store, asset=FEATURES_ASSET, partition="d", code_version="1", config={}, inputs={}, build=build)
+    key, manifest, _ = build_cached(store, asset=FEATURES_ASSET, partition="d", code_version="1", config={}, inputs={},
+                                    build=build)
     assert calls == [10, 10, 3]  # written a batch at a time
-    features = read_model_features(store.artifact_dir(FEATURES_ASSET, "d", built.cache_key))
+    features = read_model_features(store.artifact_dir(FEATURES_ASSET, "d", key))
     expected = _fake_forward()(data.images)
     assert features.load().dtype == np.float64 and np.array_equal(features.load(), expected.astype(np.float64))
     assert features.n_images == 23 and features.feature_dim == 5 and features.image_ids == data.ids
@@ -85,7 +88,7 @@ def test_features_round_trip_streams_batches_and_reads_lazily(tmp_path):
     assert attrs["counts"] == {"n_images": 23, "feature_dim": 5, "n_classes": 3, "n_skipped": 1}
     assert attrs["skipped"] == [{"path": "train/c0/broken.png", "reason": "cannot identify image file"}]
     assert attrs["model"] == {"key": "m"} and attrs["class_names"] == ["c0", "c1", "c2"]
-    assert built.manifest["content_hash"] == attrs["content_hash"]
+    assert manifest["content_hash"] == attrs["content_hash"]
     # the same features written again (another batch size) have the same content hash
     again = write_model_features(tmp_path / "again", data, _fake_forward(), batch_size=7)
     assert again["content_hash"] == attrs["content_hash"]
@@ -235,29 +238,8 @@ def test_a_changed_dataset_or_checkpoint_makes_new_features_and_leaves_the_other
 # ----------------------------------------------------------------------------- the S3 store
 
 
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    from s3fs import S3FileSystem
-
-    from pipelines import cluster
-
-    run_dir = tmp_path_factory.mktemp("s3")
-    service = None
-    with pytest.MonkeyPatch.context() as patch:
-        try:
-            service, aws = cluster.start_s3(run_dir, cluster.cluster_env(run_dir), bucket="modelrec-features-tests")
-            for key, value in aws.items():
-                patch.setenv(key, value)
-            S3FileSystem.clear_instance_cache()
-            yield aws
-        finally:
-            S3FileSystem.clear_instance_cache()
-            if service is not None:
-                cluster.stop_group(service.pid)
-
-
 def test_features_are_published_and_read_on_the_s3_store(s3, monkeypatch):
-    store = ArtifactStore(root=f"s3://modelrec-features-tests/{uuid.uuid4().hex}")
+    store = ArtifactStore(root=f"s3://{S3_BUCKET}/{uuid.uuid4().hex}")
     data, cell, calls = _images(n=40), _fake_cell(), []
     monkeypatch.setattr(features_module, "zoo_model_runner", lambda c: _fake_forward(calls, fail_at_batch=1))
     with pytest.raises(RuntimeError, match="killed mid-write"):
@@ -274,3 +256,52 @@ def test_features_are_published_and_read_on_the_s3_store(s3, monkeypatch):
     _, hit = cached_model_features(store, cell, dataset="d", dataset_fingerprint="fp", selection=SELECTION,
                                    images=lambda: pytest.fail("a hit decodes no image"))
     assert hit and calls == [40]
+
+
+# ----------------------------------------------------------------------------- the proxies' token images
+
+
+def _stand_in_tokens(dataset_dir, split="train"):
+    """Dataset tokens as ``write_dataset_tokens`` lays out their slots (zero features: only the slots matter)."""
+    from dataclasses import asdict
+
+    from ml_core.images import DatasetTokens, TokenWriterConfig, scan_image_folder
+    from ml_core.images.tokens import plan_rows
+
+    config = TokenWriterConfig()
+    index = scan_image_folder(Path(dataset_dir), split)
+    columns = plan_rows(index, config)
+    rows = max(len(c) for c in columns)
+    valid = np.array([[r < len(c) for c in columns] for r in range(rows)])
+    return DatasetTokens(np.zeros((*valid.shape, 4), np.float32), valid, list(index.classes),
+                         {"config": asdict(config), "split": split})
+
+
+def test_the_proxies_read_the_scored_features_where_they_hold_the_token_images(scoring):
+    from ml_core.ranking.proxies import FeatureStore, zoo_token_features
+
+    store, config = scoring["store"], TransferabilityConfig()
+    scoring["score"](config)
+    cells = {c.key: c for c in zoo_cells(ModelZoo(root=str(scoring["zoo_dir"])).entries(), store.fingerprints.file_sha256)
+             if c.card is not None}
+    dirs = {e.key: Path(e.path) for e in DatasetCatalog(root=str(scoring["datasets_dir"])).entries()}
+    tokens = {d: _stand_in_tokens(path) for d, path in dirs.items()}
+    runners = {m: features_module.zoo_model_runner(cell) for m, cell in cells.items()}  # in memory: the reference
+    passes = len(scoring["passes"])
+    reference = zoo_token_features(runners, dirs, tokens)
+    assert len(scoring["passes"]) == passes + len(cells) * len(dirs)
+    # the token images are all of each (reduced) dataset's training images: the scored features hold them
+    passes = len(scoring["passes"])
+    shared = zoo_token_features(runners, dirs, tokens, FeatureStore(store, cells, store.fingerprints.folder))
+    assert len(scoring["passes"]) == passes  # no forward pass
+    for d in dirs:
+        assert set(shared[d]) == set(cells)
+        for m in cells:  # the same images, batched otherwise: equal up to float32 rounding
+            np.testing.assert_allclose(shared[d][m], reference[d][m], rtol=1e-5, atol=1e-6)
+    # scored features of a smaller subset do not hold them: features of exactly the token images, keyed as such
+    subset = FeatureStore(store, cells, store.fingerprints.folder, TransferabilityConfig(max_images=10))
+    own = zoo_token_features(runners, dirs, tokens, subset)
+    assert len(scoring["passes"]) == passes + len(cells) * len(dirs)
+    assert all(np.allclose(own[d][m], reference[d][m], rtol=1e-5, atol=1e-6) for d in dirs for m in cells)
+    zoo_token_features(runners, dirs, tokens, subset)
+    assert len(scoring["passes"]) == passes + len(cells) * len(dirs)  # published: read the second time

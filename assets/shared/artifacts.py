@@ -29,6 +29,7 @@ import contextlib
 import contextvars
 import json
 import logging
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -229,30 +230,22 @@ def content_hashes(artifacts: Mapping[str, Artifact], prefix: str) -> dict[str, 
     return {f"{prefix}:{key}": artifact.content_hash for key, artifact in artifacts.items()}
 
 
-def materialize_cached(
-    store: ArtifactStore,
-    *,
-    asset: str,
-    partition: str | None,
-    code_version: str,
-    config: dict[str, Any],
-    inputs: dict[str, str],
-    build: Callable[[UPath], tuple[str, dict[str, Any]]],
-    log: logging.Logger | Any | None = logger,
-) -> CachedResult:
-    """Return the artifact for (code version, config, inputs), building it only on a cache miss
-    (:func:`ml_core.artifacts.build_cached`, the one publication path of assets and ml_core's own cached
-    artifacts).
+def materialize_cached(store: ArtifactStore, **options: Any) -> CachedResult:
+    """Return the artifact for (code version, config, inputs), building it only on a cache miss:
+    :func:`ml_core.artifacts.build_cached` (the one publication path of the assets and of ml_core's own
+    cached artifacts, with its keyword options: ``asset``, ``partition``, ``code_version``, ``config``,
+    ``inputs``, ``build`` and ``log``) as a :class:`CachedResult`.
 
     ``build(directory)`` writes the artifact's files into ``directory`` and returns
     ``(content_hash, summary)``; ``summary`` (JSON-safe) is kept in the manifest so that a cache
     hit can report the same metadata without recomputing anything. ``log=None`` drops the
     hit / miss messages (per-cell caches: hundreds per run).
     """
-    built = build_cached(store, asset=asset, partition=partition, code_version=code_version, config=config,
-                         inputs=inputs, build=build, log=log)
-    ref = ArtifactRef(asset, partition, built.cache_key, built.manifest["content_hash"])
-    return CachedResult(ref, built.manifest, built.cache_hit, built.seconds)
+    options.setdefault("log", logger)
+    start = time.perf_counter()
+    cache_key, manifest, hit = build_cached(store, **options)
+    ref = ArtifactRef(options["asset"], options["partition"], cache_key, manifest["content_hash"])
+    return CachedResult(ref, manifest, hit, time.perf_counter() - start)
 
 
 _PLANNING: contextvars.ContextVar[bool] = contextvars.ContextVar("modelrec_planning", default=False)

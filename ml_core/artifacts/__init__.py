@@ -11,7 +11,7 @@ The bottom layer of :mod:`ml_core`: it imports nothing else of the project.
   by (path, size, mtime).
 """
 
-from ml_core.artifacts.cache import ArtifactStoreLike, CachedBuild, build_cached, cache_key_of
+from ml_core.artifacts.cache import ArtifactStoreLike, build_cached, cache_key_of
 from ml_core.artifacts.fingerprints import FingerprintCache, folder_content_fingerprint, folder_listing
 from ml_core.artifacts.naming import MAX_KEY_LENGTH, is_safe_key, partition_key
 from ml_core.artifacts.storage import (
@@ -41,7 +41,6 @@ from ml_core.artifacts.storage import (
 
 __all__ = [
     "ArtifactStoreLike",
-    "CachedBuild",
     "build_cached",
     "cache_key_of",
     "HEARTBEAT_NAME",

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from upath import UPath
@@ -37,16 +36,6 @@ def cache_key_of(asset: str, code_version: str, config: dict[str, Any], inputs: 
     return hash_parts(asset, code_version, config, sorted(inputs.items()))
 
 
-@dataclass(frozen=True)
-class CachedBuild:
-    """What :func:`build_cached` found or published: the key, the manifest, whether it was a hit, seconds."""
-
-    cache_key: str
-    manifest: dict[str, Any]
-    cache_hit: bool
-    seconds: float
-
-
 def build_cached(
     store: ArtifactStoreLike,
     *,
@@ -57,8 +46,9 @@ def build_cached(
     inputs: dict[str, str],
     build: Callable[[UPath], tuple[str, dict[str, Any]]],
     log: logging.Logger | Any | None = logger,
-) -> CachedBuild:
-    """The artifact for (code version, config, inputs), built only on a cache miss.
+) -> tuple[str, dict[str, Any], bool]:
+    """``(cache key, manifest, cache hit)`` of the artifact for (code version, config, inputs), built only
+    on a cache miss.
 
     ``build(directory)`` writes the artifact's files into ``directory`` and returns ``(content_hash,
     summary)``; ``summary`` (JSON-safe) is kept in the manifest so that a cache hit can report it without
@@ -68,14 +58,13 @@ def build_cached(
     """
     quiet = log is None
     log = logger if log is None else log
-    start = time.perf_counter()
     cache_key = cache_key_of(asset, code_version, config, inputs)
     final = store.artifact_dir(asset, partition, cache_key)
     manifest = store.lookup(asset, partition, cache_key)
     if manifest is not None:
         if not quiet:
             log.info(f"cache hit for {asset}[{partition or '-'}] ({cache_key})")
-        return CachedBuild(cache_key, manifest, True, time.perf_counter() - start)
+        return cache_key, manifest, True
     if not quiet:
         log.info(f"cache miss for {asset}[{partition or '-'}]: building {cache_key}")
     with staged_directory(final) as tmp:
@@ -98,4 +87,4 @@ def build_cached(
         collect_stale_temporaries(final.parent)
     except Exception as error:  # housekeeping must never fail a materialization
         log.warning(f"could not sweep staging leftovers of {asset}[{partition or '-'}]: {type(error).__name__}: {error}")
-    return CachedBuild(cache_key, published, False, time.perf_counter() - start)
+    return cache_key, published, False

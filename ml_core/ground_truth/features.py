@@ -318,7 +318,7 @@ def cached_model_features(
         summary = write_model_features(directory, data, zoo_model_runner(cell), batch_size=batch_size, attrs=attrs)
         return summary["content_hash"], summary
 
-    built = build_cached(store, asset=FEATURES_ASSET, partition=dataset, code_version=FEATURES_CODE_VERSION,
+    key, _, hit = build_cached(store, asset=FEATURES_ASSET, partition=dataset, code_version=FEATURES_CODE_VERSION,
                          config=_features_config(selection, batch_size), inputs=features_inputs(cell, dataset_fingerprint),
                          build=build, log=None)
-    return read_model_features(store.artifact_dir(FEATURES_ASSET, dataset, built.cache_key)), built.cache_hit
+    return read_model_features(store.artifact_dir(FEATURES_ASSET, dataset, key)), hit
