@@ -8,7 +8,8 @@ H-score, linear probe; :func:`ml_core.ground_truth.scored_outcome`) computed thr
 3. another scoring config (``probe_folds`` 4 -> 5, ``probe_seed`` 0 -> 1) on the same store: every
    features artifact is a hit, so no image is decoded and no model runs: read the features, score.
 
-It prints each time, the ratios 3 / 2 and 2 / 1, and the forward passes each spent. The cell cache on top
+After an untimed warm-up, ``--repeats`` rounds (each on a fresh store; 1 and 2 in alternating order) give
+the median of each time, the ratios 3 / 2 and 2 / 1, and the forward passes each spent. The cell cache on top
 (``transferability_cell``: the scores' JSON, a Dagster-free look-up) is not part of these times.
 
     .venv/bin/python -m benchmarks.feature_cache                   # the STAND-IN world (generated, seconds)
@@ -23,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import ml_core.ground_truth.columns as columns_module
@@ -77,6 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=["standin", "reduced"], default="standin")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds, each on a fresh store (medians printed)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
@@ -88,32 +91,47 @@ def main() -> None:
         return real(cell)
 
     features_module.zoo_model_runner = columns_module.zoo_model_runner = counted
+    first, changed = TransferabilityConfig(), TransferabilityConfig(probe_folds=5, probe_seed=1)
+    times: dict[str, list[float]] = {"memory": [], "cold": [], "again": []}
+    counts: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         world = build_world(Path(tmp) / "world", scale=args.scale, seed=args.seed)
         built = time.perf_counter() - start
-        store = ArtifactStore(root=str(Path(tmp) / "artifacts"))
-        first, changed = TransferabilityConfig(), TransferabilityConfig(probe_folds=5, probe_seed=1)
-        memory_s, memory = score_all(world, None, first)
-        n_memory = len(passes)
-        cold_s, cold = score_all(world, store, first)
-        n_cold = len(passes) - n_memory
-        again_s, again = score_all(world, store, changed)
-        n_again = len(passes) - n_memory - n_cold
-        size = sum(p.stat().st_size for p in (Path(tmp) / "artifacts" / "model_features").rglob("*") if p.is_file())
+        score_all(world, None, first)  # warm-up (imports, first model loads, the images in the OS cache): not timed
+        for round_ in range(args.repeats):
+            store = ArtifactStore(root=str(Path(tmp) / f"artifacts{round_}"))
+            order = ("memory", "cold") if round_ % 2 == 0 else ("cold", "memory")  # neither always runs first
+            for way in order:
+                before = len(passes)
+                seconds, outcomes = score_all(world, None if way == "memory" else store, first)
+                times[way].append(seconds)
+                counts[way] = len(passes) - before
+                if way == "memory":
+                    memory = outcomes
+                else:
+                    cold = outcomes
+            before = len(passes)
+            seconds, again = score_all(world, store, changed)
+            times["again"].append(seconds)
+            counts["again"] = len(passes) - before
+        size = sum(p.stat().st_size for p in (Path(tmp) / "artifacts0" / "model_features").rglob("*") if p.is_file())
     features_module.zoo_model_runner = columns_module.zoo_model_runner = real
     same = all({k: v for k, v in memory[key].items() if k != "forward_seconds"}
                == {k: v for k, v in cold[key].items() if k != "forward_seconds"} for key in memory)
     moved = sum(again[key].get("probe") != cold[key].get("probe") for key in cold)
     errors = sum("error" in o for o in cold.values())
+    med = {way: float(np.median(values)) for way, values in times.items()}
     print(f"world: the {args.scale.upper()} scale (generated stand-in data, seed {args.seed}; built in {built:.0f} s): "
           f"{len(world.model_names)} models x {len(world.dataset_names)} datasets = {len(cold)} cells "
-          f"({errors} unscorable); this CPU, 1 torch thread")
-    print(f"1. in memory (no features stored)       {memory_s:7.2f} s   {n_memory} forward passes")
-    print(f"2. cold: features computed + published  {cold_s:7.2f} s   {n_cold} forward passes   "
-          f"= {cold_s / memory_s:.2f} x in memory; {size / 1e6:.1f} MB of features")
-    print(f"3. probe folds 4 -> 5, features cached  {again_s:7.2f} s   {n_again} forward passes   "
-          f"= {again_s / cold_s:.3f} x cold")
+          f"({errors} unscorable); this CPU, 1 torch thread; median of {args.repeats} rounds (each round's seconds)")
+    rounds = {way: " ".join(f"{v:.2f}" for v in values) for way, values in times.items()}
+    print(f"1. in memory (no features stored)       {med['memory']:7.2f} s   {counts['memory']} forward passes   "
+          f"[{rounds['memory']}]")
+    print(f"2. cold: features computed + published  {med['cold']:7.2f} s   {counts['cold']} forward passes   "
+          f"= {med['cold'] / med['memory']:.2f} x in memory; {size / 1e6:.1f} MB of features   [{rounds['cold']}]")
+    print(f"3. probe folds 4 -> 5, features cached  {med['again']:7.2f} s   {counts['again']} forward passes   "
+          f"= {med['again'] / med['cold']:.3f} x cold   [{rounds['again']}]")
     print(f"scores of 2 equal to 1 (bitwise, every cell): {same}; probe scores that the new config moved: "
           f"{moved} of {len(cold)}")
 
