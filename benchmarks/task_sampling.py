@@ -2,7 +2,9 @@
 
 Per world (``--worlds``: work folders as ``make demo`` leaves them; each world's table hash printed):
 
-1. every zoo model's penultimate features of each dataset's token images, once per (model, dataset);
+1. every zoo model's penultimate features of each dataset's token images, once per (model, dataset), read
+   from the world's artifact store (the features artifacts ``transferability_scores`` wrote, where they hold
+   the same images) or computed once and published there (``--no-feature-cache``: in memory only);
 2. the proxies (4-fold linear probe, LogME, their aggregate) on every real dataset, and their agreement
    with the fine-tune truth (Spearman and weighted tau per dataset, mean over datasets);
 3. a pool of tasks drawn once over the world's datasets (class subsets and mixtures of 2-4 datasets),
@@ -33,11 +35,9 @@ from benchmarks.ranking_quality import commit, open_store, run_worlds, world_sto
 from ml_core.evaluation import leave_family_out_folds, paired_differences, validation_score, variant_configs
 from ml_core.evaluation.evaluation import select_priors
 from ml_core.evaluation.sampled import TaskSetting, dataset_proxies, evaluate_task_fold, task_pool
-from ml_core.ground_truth import ZooCell, zoo_cells
-from ml_core.ground_truth.transfer import load_zoo_model, to_model_input, torch_threads
-from ml_core.ground_truth.transferability import model_features
+from ml_core.ground_truth import ZooCell, zoo_cells, zoo_model_runner
 from ml_core.progress import progress
-from ml_core.ranking.proxies import describe_agreement, zoo_token_features
+from ml_core.ranking.proxies import FeatureStore, describe_agreement, zoo_token_features
 from ml_core.ranking.tasks import TaskSamplerConfig, sample_tasks
 from pipelines.readers import materialized
 from resources.dataset_catalog import DatasetCatalog
@@ -47,21 +47,27 @@ from resources.model_zoo import ModelZoo
 VARIANTS = ("linear+baselines", "seed_transformer")
 
 
-def zoo_runners(zoo_root: str, models: list[str]) -> dict:
-    """``{model key: images -> (n, d) features}`` for the zoo models among ``models`` that have a card."""
-    cells: list[ZooCell] = zoo_cells(ModelZoo(root=zoo_root).entries(), lambda _path: "")  # no cache: no hash
-    runners = {}
+def zoo_runners(zoo_root: str, models: list[str], file_sha256=None) -> tuple[dict, dict]:  # noqa: ANN001
+    """``({model key: images -> (n, d) features}, {model key: ZooCell})`` for the zoo models among ``models``
+    that have a card (``file_sha256``: the checkpoints' hashes, the features' cache key; none: not hashed)."""
+    cells: list[ZooCell] = zoo_cells(ModelZoo(root=zoo_root).entries(), file_sha256 or (lambda _path: ""))
+    runners, kept = {}, {}
     for cell in cells:
         if cell.key not in models or cell.card is None:
             continue
-        model = load_zoo_model(cell.path, cell.card, architecture=cell.architecture)
+        runners[cell.key], kept[cell.key] = _deferred_runner(cell), cell
+    return runners, kept
 
-        def run(images, model=model, card=cell.card):  # noqa: ANN001, ANN202 - bound per model
-            with torch_threads(1):
-                return model_features(model, to_model_input(images, card))
 
-        runners[cell.key] = run
-    return runners
+def _deferred_runner(cell: ZooCell):  # noqa: ANN202 - images -> features, the model loaded on the first call
+    loaded = []
+
+    def run(images):  # noqa: ANN001, ANN202
+        if not loaded:
+            loaded.append(zoo_model_runner(cell))
+        return loaded[0](images)
+
+    return run
 
 
 def settings_of(args: argparse.Namespace) -> list[TaskSetting]:
@@ -79,8 +85,12 @@ def run_world(options: argparse.Namespace, settings: list[TaskSetting]) -> tuple
     store, data = open_store(options)
     catalog = DatasetCatalog(root=options.datasets)
     dirs = {e.key: e.path for e in catalog.entries() if e.key in data.dataset_names}
-    runners = zoo_runners(options.zoo, data.model_names)
-    features = zoo_token_features(runners, dirs, data.dataset_tokens)
+    if options.feature_cache:  # read (or compute once and publish) each model's features in the world's store
+        runners, cells = zoo_runners(options.zoo, data.model_names, store.fingerprints.file_sha256)
+        cache = FeatureStore(store, cells, store.fingerprints.folder)
+    else:
+        (runners, _), cache = zoo_runners(options.zoo, data.model_names), None
+    features = zoo_token_features(runners, dirs, data.dataset_tokens, cache)
     feature_seconds = time.perf_counter() - start
     proxies = dataset_proxies(data, features)
     agreement = describe_agreement(proxies, data.accuracy)
@@ -122,6 +132,9 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=2800, help="tasks drawn per world (each fold uses its eligible ones)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--out", default=None, help="write the rows as parquet here")
+    parser.add_argument("--no-feature-cache", dest="feature_cache", action="store_false",
+                        help="compute every model's features in memory (default: read them from the world's artifact "
+                             "store, or compute them once and publish them there)")
     args = parser.parse_args()
     args.store = args.datasets = args.zoo = None
     torch.set_num_threads(2)

@@ -5,8 +5,9 @@ The folder is encoded as the ``dataset_tokens`` asset encodes a dataset (same en
 (same :func:`~ml_core.ranking.recommend`), from what the graph last materialized in the artifact
 store (the ``_refs`` pointers: the trained ranker, each model's embedding and source sample, the
 ground truth). Nothing is written to the store. With labels, the two-stage mode runs LogME
-(:func:`~ml_core.ground_truth.transferability_outcome`, the code of ``transferability_scores``) on
-the shortlist and ranks it by LogME above the rest. Each model's costs come from its ``model_costs``
+(:func:`~ml_core.ground_truth.scored_outcome`, the code of ``transferability_scores``) on the shortlist
+and ranks it by LogME above the rest; for a catalog dataset, a model whose features of the scored images
+are already in the store (:mod:`ml_core.ground_truth.features`) reads them: no forward pass. Each model's costs come from its ``model_costs``
 artifact (unknown when it has none); :func:`apply_budget` cuts the ranking to a budget.
 """
 
@@ -25,7 +26,15 @@ from upath import UPath
 
 from assets.shared.artifacts import embedding_tokens, partition_artifacts, source_descriptors
 from assets.shared.loaders import TOKENS_DIR
-from ml_core.ground_truth import TransferabilityConfig, load_index, scoring_images, transferability_outcome, zoo_cells
+from ml_core.ground_truth import (
+    TransferabilityConfig,
+    load_index,
+    published_model_features,
+    scored_outcome,
+    scoring_images,
+    transferability_outcome,
+    zoo_cells,
+)
 from ml_core.images import (
     DatasetTokens,
     ImageFolderIndex,
@@ -114,26 +123,45 @@ def _encode(index: ImageFolderIndex, labelled: bool, spec: Any) -> tuple[Any, st
     return tokens, str(encoder.describe().get("architecture", "?"))
 
 
-def _logme_on_shortlist(index: ImageFolderIndex, zoo: Any, store: Any, models: list[str], short: list[int]
-                        ) -> tuple[np.ndarray, dict[str, str]]:
+def _logme_on_shortlist(index: ImageFolderIndex, zoo: Any, store: Any, models: list[str], short: list[int],
+                        dataset: str | None = None) -> tuple[np.ndarray, dict[str, str], int]:
     """LogME ``(N,)`` of the shortlisted models on the folder's labelled images (NaN elsewhere and for a
-    model that could not run, listed with its reason)."""
+    model that could not run, listed with its reason), and how many read features already in the store.
+
+    For a catalog dataset (``dataset``: its key) in the dataset layout, a model whose features of these
+    images ``transferability_scores`` (or a budgeted recommendation) already computed reads them from the
+    store: no forward pass. Any other model or folder runs its forward pass in memory: nothing is written."""
     config = TransferabilityConfig()
-    data = scoring_images(load_index(index), config.max_images)
+    decoded: list[Any] = []
+
+    def images() -> Any:  # decoded on the first forward pass only
+        if not decoded:
+            decoded.append(scoring_images(load_index(index), config.max_images))
+        return decoded[0]
+
+    shared = dataset is not None and index.split == config.split
+    fingerprint = store.fingerprints.folder(index.dataset_dir) if shared else None
     cells = {c.key: c for c in zoo_cells(zoo.entries(), store.fingerprints.file_sha256)}
     logme = np.full(len(models), np.nan)
     problems: dict[str, str] = {}
+    reused = 0
     for j in progress(short, desc="LogME on the shortlist", unit="model"):
         cell = cells.get(models[j])
         if cell is None or cell.card is None:
             problems[models[j]] = cell.problem if cell else "no longer in the zoo"
             continue
-        outcome = transferability_outcome(cell, lambda: data)
+        stored = None if fingerprint is None else published_model_features(
+            store, cell, dataset=dataset, dataset_fingerprint=fingerprint, selection=config.selection())
+        if stored is not None:
+            reused += 1
+            outcome = scored_outcome(lambda stored=stored: stored, config)
+        else:
+            outcome = transferability_outcome(cell, images, config)
         if "error" in outcome:
             problems[models[j]] = outcome["error"]
         else:
             logme[j] = outcome["logme"]
-    return logme, problems
+    return logme, problems, reused
 
 
 def recommend_folder(path: Path, resources: dict[str, Any], *, two_stage: bool = False) -> FolderRecommendation:
@@ -167,7 +195,8 @@ def recommend_folder(path: Path, resources: dict[str, Any], *, two_stage: bool =
     if two_stage:
         by_model = table.set_index("model")
         short = [models.index(m) for m in result.summary["shortlist"]]
-        logme, problems = _logme_on_shortlist(index, zoo, store, models, short)
+        logme, problems, reused = _logme_on_shortlist(index, zoo, store, models, short, dataset)
+        logger.info("two-stage: %d of %d shortlisted models read their features from the store", reused, len(short))
         first = by_model.loc[models, "score"].to_numpy()
         scored = [j for j in short if not np.isnan(logme[j])]  # a model LogME could not score drops below
         scores = rerank_shortlist(first, logme, np.array(scored, dtype=int))

@@ -177,6 +177,24 @@ def test_two_stage_ranks_the_shortlist_by_logme_above_the_rest(user_env, unseen,
     assert [r["model"] for r in rows[len(short):]] == rest  # the others keep the ranker's order
 
 
+def test_two_stage_on_a_catalog_dataset_reads_the_features_the_graph_computed(user_env, capsys, monkeypatch):
+    import ml_core.ground_truth.columns as columns_module
+    import ml_core.ground_truth.features as features_module
+
+    def no_pass(cell):
+        raise AssertionError(f"{cell.key}: a second forward pass")
+
+    monkeypatch.setattr(features_module, "zoo_model_runner", no_pass)
+    monkeypatch.setattr(columns_module, "zoo_model_runner", no_pass)
+    world, store = user_env["world"], ArtifactStore(root=user_env["env"]["MODELREC_ARTIFACT_ROOT"])
+    dataset = world.dataset_names[0]
+    result = _json(["recommend", str(world.datasets_dir / dataset), "--top", "0", "--two-stage"], capsys)
+    scores = current_artifact(store, "transferability_scores", dataset).load()["scores"]
+    short = [r for r in result["models"] if r["shortlist"]]
+    assert short and not result["problems"]
+    assert [r["logme"] for r in short] == [scores[r["model"]]["logme"] for r in short]  # the same features, bitwise
+
+
 @pytest.mark.parametrize("case", ["missing", "empty", "no_images", "two_stage_flat"])
 def test_recommend_errors_are_one_line_naming_the_folder(user_env, tmp_path, capsys, case):
     folder = tmp_path / case

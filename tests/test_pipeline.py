@@ -203,10 +203,11 @@ def test_a_budget_of_forward_passes_measures_k_models_once_and_shares_the_scored
     config["ops"]["model_recommendations"] = {"config": {"forward_passes": 3}}
     stages = [("model_recommendations", "datasets")]
     scored, unscored = world.dataset_names[:2]
-    calls = []
-    real = cells_module.transferability_outcome
-    monkeypatch.setattr(cells_module, "transferability_outcome", lambda cell, images: calls.append(cell.key)
-                        or real(cell, images))
+    import ml_core.ground_truth.features as features_module
+
+    calls = []  # one per forward pass of a model over a dataset's scored images
+    real = features_module.zoo_model_runner
+    monkeypatch.setattr(features_module, "zoo_model_runner", lambda cell: calls.append(cell.key) or real(cell))
     # 1. transferability_scores has scored every cell of this dataset: the budget runs no model
     records = materialize_all(instance, resources=resources, run_config=config, stages=stages,
                               only_partitions={"datasets": [scored]})
@@ -223,8 +224,10 @@ def test_a_budget_of_forward_passes_measures_k_models_once_and_shares_the_scored
     assert "measured" not in plain  # without a budget, the table is the ranker's, as before
     # 2. a dataset whose cells were never scored: exactly k forward passes, with the same results
     cell_dir = store.root_path / cells_module.CELL_ASSET / unscored
+    features_dir = store.root_path / features_module.FEATURES_ASSET / unscored
     moved = pipeline_run["root"] / "cells_aside"
     shutil.move(str(cell_dir), str(moved))
+    shutil.move(str(features_dir), str(pipeline_run["root"] / "features_aside"))
     try:
         materialize_all(instance, resources=resources, run_config=config, stages=stages,
                         only_partitions={"datasets": [unscored]})
@@ -241,6 +244,8 @@ def test_a_budget_of_forward_passes_measures_k_models_once_and_shares_the_scored
     finally:
         shutil.rmtree(cell_dir, ignore_errors=True)
         shutil.move(str(moved), str(cell_dir))
+        shutil.rmtree(features_dir, ignore_errors=True)
+        shutil.move(str(pipeline_run["root"] / "features_aside"), str(features_dir))
     back = materialize_all(instance, resources=resources, run_config=FAST_RUN_CONFIG, stages=stages,
                            only_partitions={"datasets": [scored, unscored]})
     assert all(r.cache_hit for r in back)  # the budget-free tables are still there

@@ -52,15 +52,7 @@ from dagster import (
 from upath import UPath
 
 from assets.shared.loaders import load_artifact
-from ml_core.artifacts import (
-    collect_stale_temporaries,
-    hash_parts,
-    read_json,
-    redact_url,
-    staged_directory,
-    write_json,
-    write_manifest,
-)
+from ml_core.artifacts import build_cached, cache_key_of, read_json, redact_url, write_json
 from ml_core.evaluation import EvaluationData, evaluation_data
 from ml_core.weights import ModelCard
 from ml_core.images import dataset_descriptor
@@ -238,59 +230,22 @@ def content_hashes(artifacts: Mapping[str, Artifact], prefix: str) -> dict[str, 
     return {f"{prefix}:{key}": artifact.content_hash for key, artifact in artifacts.items()}
 
 
-def materialize_cached(
-    store: ArtifactStore,
-    *,
-    asset: str,
-    partition: str | None,
-    code_version: str,
-    config: dict[str, Any],
-    inputs: dict[str, str],
-    build: Callable[[UPath], tuple[str, dict[str, Any]]],
-    log: logging.Logger | Any | None = logger,
-) -> CachedResult:
-    """Return the artifact for (code version, config, inputs), building it only on a cache miss.
+def materialize_cached(store: ArtifactStore, **options: Any) -> CachedResult:
+    """Return the artifact for (code version, config, inputs), building it only on a cache miss:
+    :func:`ml_core.artifacts.build_cached` (the one publication path of the assets and of ml_core's own
+    cached artifacts, with its keyword options: ``asset``, ``partition``, ``code_version``, ``config``,
+    ``inputs``, ``build`` and ``log``) as a :class:`CachedResult`.
 
     ``build(directory)`` writes the artifact's files into ``directory`` and returns
     ``(content_hash, summary)``; ``summary`` (JSON-safe) is kept in the manifest so that a cache
     hit can report the same metadata without recomputing anything. ``log=None`` drops the
-    hit / miss messages (per-cell caches: hundreds per run); warnings then go to this module's logger.
+    hit / miss messages (per-cell caches: hundreds per run).
     """
-    quiet = log is None
-    log = logger if log is None else log
+    options.setdefault("log", logger)
     start = time.perf_counter()
-    cache_key = cache_key_of(asset, code_version, config, inputs)
-    final = store.artifact_dir(asset, partition, cache_key)
-    manifest = store.lookup(asset, partition, cache_key)
-    if manifest is not None:
-        if not quiet:
-            log.info(f"cache hit for {asset}[{partition or '-'}] ({cache_key})")
-        ref = ArtifactRef(asset, partition, cache_key, manifest["content_hash"])
-        return CachedResult(ref, manifest, True, time.perf_counter() - start)
-    if not quiet:
-        log.info(f"cache miss for {asset}[{partition or '-'}]: building {cache_key}")
-    with staged_directory(final) as tmp:
-        content_hash, summary = build(tmp)
-        manifest = {
-            "asset": asset,
-            "partition": partition,
-            "cache_key": cache_key,
-            "content_hash": content_hash,
-            "code_version": code_version,
-            "config": config,
-            "inputs": inputs,
-            "summary": summary,
-            "path": redact_url(str(final)),
-            "created_unix": time.time(),
-        }
-        write_manifest(tmp, manifest)
-    published = store.lookup(asset, partition, cache_key) or manifest
-    ref = ArtifactRef(asset, partition, cache_key, published["content_hash"])
-    try:
-        collect_stale_temporaries(final.parent)
-    except Exception as error:  # housekeeping must never fail a materialization
-        log.warning(f"could not sweep staging leftovers of {asset}[{partition or '-'}]: {type(error).__name__}: {error}")
-    return CachedResult(ref, published, False, time.perf_counter() - start)
+    cache_key, manifest, hit = build_cached(store, **options)
+    ref = ArtifactRef(options["asset"], options["partition"], cache_key, manifest["content_hash"])
+    return CachedResult(ref, manifest, hit, time.perf_counter() - start)
 
 
 _PLANNING: contextvars.ContextVar[bool] = contextvars.ContextVar("modelrec_planning", default=False)
@@ -315,11 +270,6 @@ def planning() -> Iterator[None]:
         yield
     finally:
         _PLANNING.reset(token)
-
-
-def cache_key_of(asset: str, code_version: str, config: dict[str, Any], inputs: dict[str, str]) -> str:
-    """The content address of an artifact: its asset, code version, config and inputs' content hashes."""
-    return hash_parts(asset, code_version, config, sorted(inputs.items()))
 
 
 def materialize_asset(

@@ -4,11 +4,14 @@ The bottom layer of :mod:`ml_core`: it imports nothing else of the project.
 
 * :mod:`~ml_core.artifacts.storage`: UPath folders published atomically (temporary path,
   manifest last, rename), JSON helpers, content hashes, redaction of credentials in URLs;
+* :mod:`~ml_core.artifacts.cache`: content-addressed caching over a store (look the key up, else build,
+  stage and publish), shared by the assets and ml_core's own cached artifacts;
 * :mod:`~ml_core.artifacts.naming`: safe, stable partition keys from user-given names;
 * :mod:`~ml_core.artifacts.fingerprints`: one content fingerprint per input file or folder, cached
   by (path, size, mtime).
 """
 
+from ml_core.artifacts.cache import ArtifactStoreLike, build_cached, cache_key_of
 from ml_core.artifacts.fingerprints import FingerprintCache, folder_content_fingerprint, folder_listing
 from ml_core.artifacts.naming import MAX_KEY_LENGTH, is_safe_key, partition_key
 from ml_core.artifacts.storage import (
@@ -37,6 +40,9 @@ from ml_core.artifacts.storage import (
 )
 
 __all__ = [
+    "ArtifactStoreLike",
+    "build_cached",
+    "cache_key_of",
     "HEARTBEAT_NAME",
     "HEARTBEAT_SECONDS",
     "MANIFEST_NAME",

@@ -6,6 +6,8 @@ Imports :mod:`ml_core.artifacts`, :mod:`ml_core.weights` and :mod:`ml_core.image
 * :mod:`~ml_core.ground_truth.transfer`: the fixed, seeded fine-tune (or probe) protocol that measures
   one (model, dataset) cell, and the test that a dataset's column carries ranking information;
 * :mod:`~ml_core.ground_truth.transferability`: LogME and H-score on a model's features of a target;
+* :mod:`~ml_core.ground_truth.features`: a model's penultimate features of a dataset's images, computed
+  once per (model, dataset content, image selection) and stored as a zarr artifact that every score reads;
 * :mod:`~ml_core.ground_truth.columns`: a dataset's column of those measurements over the zoo, cell by cell;
 * :mod:`~ml_core.ground_truth.ranks`: per-dataset ranks and scores from a table;
 * :mod:`~ml_core.ground_truth.history`: results reported after the fact, validated and kept as a history
@@ -19,6 +21,7 @@ from ml_core.ground_truth.columns import (
     ZooEntryLike,
     column_inputs,
     measured_table,
+    scored_outcome,
     scoring_images,
     transfer_column,
     transfer_outcome,
@@ -27,6 +30,22 @@ from ml_core.ground_truth.columns import (
     transferability_outcome,
     without_timings,
     zoo_cells,
+)
+from ml_core.ground_truth.features import (
+    FEATURES_ASSET,
+    FEATURES_CODE_VERSION,
+    FeaturesError,
+    FeatureTable,
+    ModelFeatures,
+    cached_model_features,
+    compute_features,
+    features_cache_key,
+    published_model_features,
+    read_model_features,
+    scoring_selection,
+    token_selection,
+    write_model_features,
+    zoo_model_runner,
 )
 from ml_core.ground_truth.history import (
     HISTORY_COLUMNS,
@@ -97,6 +116,21 @@ from ml_core.ground_truth.transferability import (
 )
 
 __all__ = [
+    "FEATURES_ASSET",
+    "FEATURES_CODE_VERSION",
+    "FeaturesError",
+    "FeatureTable",
+    "ModelFeatures",
+    "cached_model_features",
+    "compute_features",
+    "features_cache_key",
+    "published_model_features",
+    "read_model_features",
+    "scored_outcome",
+    "scoring_selection",
+    "token_selection",
+    "write_model_features",
+    "zoo_model_runner",
     "HISTORY_COLUMNS",
     "RESULT_SUFFIXES",
     "Ingestion",

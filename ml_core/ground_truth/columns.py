@@ -9,8 +9,9 @@ model could not be measured (recorded, not fatal: one broken model spoils only i
   (or why it has none);
 * :func:`transfer_outcome` / :func:`transfer_column`: fine-tune (or probe) accuracies and the
   column's spread report;
-* :func:`scoring_images` / :func:`transferability_outcome` / :func:`transferability_column`: LogME and
-  H-score on each model's features of the target's images, with the forward pass's seconds;
+* :func:`scoring_images` / :func:`scored_outcome` / :func:`transferability_outcome` /
+  :func:`transferability_column`: LogME, H-score and the linear probe of each model's features of the
+  target's images (cached: :mod:`~ml_core.ground_truth.features`), with the forward pass's seconds;
   :func:`transferability_content`: the column's content hash, without the seconds (a data version);
 * :func:`measured_table`: the measured columns as one performance table, degenerate ones left out.
 """
@@ -18,7 +19,6 @@ model could not be measured (recorded, not fatal: one broken model spoils only i
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +39,11 @@ from ml_core.ground_truth.transfer import (
     assess_spread,
     load_zoo_model,
     measure_transfer,
-    to_model_input,
     torch_threads,
     transfer_card,
 )
-from ml_core.ground_truth.transferability import model_features, transferability_report
+from ml_core.ground_truth.features import FeaturesLike, compute_features, scoring_selection, zoo_model_runner
+from ml_core.ground_truth.transferability import transferability_report
 from ml_core.weights import ModelCard
 
 
@@ -173,33 +173,46 @@ def transfer_column(
 
 @dataclass(frozen=True)
 class TransferabilityConfig:
-    """Which images the forward-pass baselines score: a seeded subset of at most ``max_images`` of ``split``."""
+    """Which images the forward-pass baselines score (a seeded subset of at most ``max_images`` of ``split``:
+    what the cached features hold, :meth:`selection`) and how they are scored (the linear probe's folds and
+    their seed: a change re-scores the cached features, with no forward pass)."""
 
     split: str = "train"
     max_images: int = 1000
+    probe_folds: int = 4
+    probe_seed: int = 0
+
+    def selection(self) -> dict[str, Any]:
+        """The image selection of the features these scores read (the features' cache key)."""
+        return scoring_selection(self.split, self.max_images)
 
 
 def scoring_images(data: LabelledImages, max_images: int) -> LabelledImages:
     """At most ``max_images`` of ``data``: a subset drawn with seed 0, in their original order."""
     keep = np.random.default_rng(0).permutation(len(data))[:max_images]
     keep.sort()
-    return LabelledImages([data.images[i] for i in keep], data.labels[keep], data.classes)
+    ids = None if data.ids is None else [data.ids[i] for i in keep]
+    return LabelledImages([data.images[i] for i in keep], data.labels[keep], data.classes, ids, data.skipped)
 
 
-def transferability_outcome(cell: ZooCell, images: Callable[[], LabelledImages]) -> dict[str, Any]:
-    """LogME, H-score and the forward pass's seconds of one model on the images, or ``{"error": ...}``.
-    ``images()`` decodes the dataset (once per column, on a cell miss only)."""
+def scored_outcome(features: Callable[[], FeaturesLike], config: TransferabilityConfig) -> dict[str, Any]:
+    """LogME, H-score and the linear probe of one model's features (``features()``: cached or computed), the
+    number of images and the forward pass's seconds (the pass that computed them: the cost of this way of
+    ranking), or ``{"error": ...}`` for a model that cannot run or features that cannot be scored."""
     try:
-        data = images()
-        model = load_zoo_model(cell.path, cell.card, architecture=cell.architecture)
-        start = time.perf_counter()
-        with torch_threads(1):
-            features = model_features(model, to_model_input(data.images, cell.card))
-        forward_seconds = time.perf_counter() - start
-        return {**transferability_report(features, data.labels), "n_images": len(data),
-                "forward_seconds": forward_seconds}
+        table = features()
+        report = transferability_report(table.load(), table.labels, probe_folds=config.probe_folds,
+                                        probe_seed=config.probe_seed)
+        return {**report, "n_images": table.n_images, "forward_seconds": table.forward_seconds}
     except (TransferError, ValueError) as err:  # a model that cannot run: recorded, not fatal
         return {"error": str(err)}
+
+
+def transferability_outcome(cell: ZooCell, images: Callable[[], LabelledImages],
+                            config: TransferabilityConfig | None = None) -> dict[str, Any]:
+    """:func:`scored_outcome` of one model's features of ``images()``, computed in memory (nothing stored:
+    a caller without a store; ``transferability_scores`` reads :func:`~ml_core.ground_truth.features.cached_model_features`)."""
+    return scored_outcome(lambda: compute_features(zoo_model_runner(cell), images()), config or TransferabilityConfig())
 
 
 #: fields of a transferability outcome that are measured wall-clock times: reported, never hashed

@@ -137,11 +137,15 @@ def transfer_card(metadata: Mapping[str, Any] | ModelCard, path: Path) -> ModelC
 
 @dataclass(frozen=True)
 class LabelledImages:
-    """Decoded RGB images (uint8 ``(H, W, 3)`` each) with labels ``(N,)`` and the class names."""
+    """Decoded RGB images (uint8 ``(H, W, 3)`` each) with labels ``(N,)`` and the class names; ``ids``: each
+    image's path relative to the dataset folder (None when not from a folder), ``skipped``: the images that
+    did not decode, as ``(path, reason)``."""
 
     images: list[np.ndarray]
     labels: np.ndarray
     classes: list[str]
+    ids: list[str] | None = None
+    skipped: tuple[tuple[str, str], ...] = ()
 
     def __len__(self) -> int:
         return len(self.images)
@@ -194,18 +198,20 @@ def load_index(index: ImageFolderIndex, classes: Sequence[str] | None = None) ->
     unknown = sorted(set(index.classes) - set(classes))
     if unknown:
         raise TransferError(f"{where}: classes {unknown} are not in the train split's {classes}")
-    images, labels = [], []
+    images, labels, ids, skipped = [], [], [], []
     for name, files in zip(index.classes, index.files, strict=True):
         for path in files:
             image, reason = load_rgb_with_reason(path)
             if image is None:
                 logger.warning("skipping unreadable image %s: %s", path, reason)
+                skipped.append((index.relative(path), str(reason)))
                 continue
             images.append(np.asarray(image, dtype=np.uint8))
             labels.append(classes.index(name))
+            ids.append(index.relative(path))
     if not images:
         raise TransferError(f"{where}: no readable image")
-    return LabelledImages(images, np.asarray(labels, dtype=np.int64), classes)
+    return LabelledImages(images, np.asarray(labels, dtype=np.int64), classes, ids, tuple(skipped))
 
 
 def to_model_input(images: Sequence[np.ndarray], card: ModelCard) -> torch.Tensor:

@@ -256,11 +256,13 @@ def model_features(model, images, batch_size: int = 256):  # noqa: ANN001 - torc
 SCORING_BLAS_THREADS = 1
 
 
-def transferability_report(features: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """LogME, H-score and the 4-fold linear-probe accuracy of one model's target features, with the feature
-    width; computed on :data:`SCORING_BLAS_THREADS` BLAS threads whatever the process's setting."""
+def transferability_report(features: np.ndarray, labels: np.ndarray, probe_folds: int = 4,
+                           probe_seed: int = 0) -> dict[str, float]:
+    """LogME, H-score and the ``probe_folds``-fold linear-probe accuracy of one model's target features, with
+    the feature width; computed on :data:`SCORING_BLAS_THREADS` BLAS threads whatever the process's setting."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=SCORING_BLAS_THREADS, user_api="blas"):
         return {"logme": logme(features, labels), "h_score": h_score(features, labels),
-                "probe": probe_accuracy(features, labels), "feature_dim": int(features.shape[1])}
+                "probe": probe_accuracy(features, labels, folds=probe_folds, seed=probe_seed),
+                "feature_dim": int(features.shape[1])}

@@ -13,7 +13,11 @@ computed from each zoo model's penultimate features of the task's images:
 
 The features are computed once per (model, dataset) for the images behind the dataset's token slots
 (:func:`token_images`, :func:`zoo_token_features`) and indexed by slot, so a task's features are a
-subset: no second forward pass per task. :func:`proxy_agreement` measures a proxy against the fine-tune
+subset: no second forward pass per task. Given a :class:`FeatureStore`, they are read from the artifact
+store's features artifacts (:mod:`ml_core.ground_truth.features`), or computed once and published there:
+those ``transferability_scores`` reads when they hold every token image (in the demo worlds the token
+images are all of a dataset's training images, as are the scored ones), else an artifact of exactly the
+token images, keyed by the token slots' selection: a different image set is never passed off as the same. :func:`proxy_agreement` measures a proxy against the fine-tune
 truth of real datasets; :func:`select_proxy` picks the proxy by that agreement on the datasets it is
 given (a fold's training and validation datasets, never its test ones).
 """
@@ -23,11 +27,23 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ml_core.artifacts import ArtifactStoreLike
+from ml_core.ground_truth import (
+    LabelledImages,
+    TransferabilityConfig,
+    ZooCell,
+    cached_model_features,
+    load_split,
+    published_model_features,
+    scoring_images,
+    token_selection,
+)
 from ml_core.ground_truth.transferability import loo_probe_accuracy
 from ml_core.images import DatasetTokens, TokenWriterConfig, scan_image_folder
 from ml_core.images.folders import load_rgb_with_reason
@@ -45,8 +61,9 @@ SlotFeatures = Mapping[str, Mapping[str, np.ndarray]]
 Slots = tuple[Sequence[tuple[str, int, int]], np.ndarray]
 
 
-def token_images(dataset_dir: Path, tokens: DatasetTokens) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
-    """The decoded images behind ``tokens``' valid slots and their ``(row, column)``, in row-major order.
+def token_image_set(dataset_dir: Path, tokens: DatasetTokens) -> tuple[LabelledImages, list[tuple[int, int]]]:
+    """The decoded images behind ``tokens``' valid slots (labelled by their column, with their ids: paths
+    relative to the dataset folder) and their ``(row, column)``, in row-major order.
 
     The slots are laid out again exactly as :func:`~ml_core.images.write_dataset_tokens` laid them out
     (the split, seed and row cap recorded in ``tokens.attrs``). Raises ``ValueError`` when the folder no
@@ -57,40 +74,103 @@ def token_images(dataset_dir: Path, tokens: DatasetTokens) -> tuple[list[np.ndar
     if list(index.classes) != list(tokens.class_names):
         raise ValueError(f"{dataset_dir}: classes {index.classes} are not the tokens' {tokens.class_names}")
     columns = plan_rows(index, config)
-    images, slots = [], []
+    images, slots, ids = [], [], []
     for row, column in zip(*np.nonzero(tokens.valid), strict=True):
         image, reason = load_rgb_with_reason(columns[column][row])
         if image is None:
             raise ValueError(f"{columns[column][row]}: a valid token slot whose image does not decode: {reason}")
         images.append(np.asarray(image, dtype=np.uint8))
         slots.append((int(row), int(column)))
-    return images, slots
+        ids.append(index.relative(columns[column][row]))
+    labels = np.array([c for _, c in slots], dtype=np.int64)
+    return LabelledImages(images, labels, list(tokens.class_names), ids), slots
+
+
+def token_images(dataset_dir: Path, tokens: DatasetTokens) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+    """The decoded images behind ``tokens``' valid slots and their ``(row, column)`` (:func:`token_image_set`)."""
+    data, slots = token_image_set(dataset_dir, tokens)
+    return data.images, slots
+
+
+@dataclass(frozen=True)
+class FeatureStore:
+    """Where :func:`zoo_token_features` keeps the features it computes: an artifact store, the zoo's cells
+    (by model key: checkpoint hash and card, the features' key), a dataset folder's content fingerprint, and
+    the selection of the images ``transferability_scores`` scores (its features are shared where they hold
+    every token image)."""
+
+    store: ArtifactStoreLike
+    cells: Mapping[str, ZooCell]
+    fingerprint: Callable[[Path], str]
+    scoring: TransferabilityConfig = TransferabilityConfig()
+
+
+def _stored_token_features(features: FeatureStore, cell: ZooCell, dataset: str, dataset_dir: Path,
+                           token_set: LabelledImages, tokens: DatasetTokens,
+                           scored: Callable[[], LabelledImages]) -> np.ndarray:
+    """One model's ``(n, d)`` features of the token images, from the store: the scored images' features when
+    they hold every token image (the same images, the same forward pass: no second one), else features of
+    exactly the token images, keyed as such (:func:`~ml_core.ground_truth.token_selection`)."""
+    common = {"dataset": dataset, "dataset_fingerprint": features.fingerprint(dataset_dir)}
+    scoring = features.scoring.selection()
+    stored = published_model_features(features.store, cell, selection=scoring, **common)
+    if stored is None and tokens.attrs.get("split") == features.scoring.split \
+            and set(token_set.ids or ()) <= set(scored().ids or ()):
+        stored, _ = cached_model_features(features.store, cell, selection=scoring, images=scored, **common)
+    rows = None if stored is None else stored.rows_of(token_set.ids or [])
+    if stored is not None and rows is not None:
+        return stored.load(rows)
+    own, _ = cached_model_features(features.store, cell, selection=token_selection(tokens.attrs),
+                                   images=lambda: token_set, **common)
+    return own.load()
 
 
 def zoo_token_features(
     models: Mapping[str, Callable[[list[np.ndarray]], np.ndarray]],
     dataset_dirs: Mapping[str, Path],
     tokens: Mapping[str, DatasetTokens],
+    store: FeatureStore | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Each model's features of each dataset's token images, once per (model, dataset): ``{dataset: {model:
     (R, C, d)}}``. ``models[name](images) -> (n, d)`` runs one model (its forward pass, penultimate layer);
-    a model that raises ``ValueError`` has no features (its proxies are NaN)."""
+    a model that raises ``ValueError`` has no features (its proxies are NaN). With ``store``, a model among
+    its cells reads its features from the store's features artifacts, or computes them once and publishes
+    them there (the artifacts ``transferability_scores`` reads where the images are the same)."""
     out: dict[str, dict[str, np.ndarray]] = {}
     for dataset in progress(sorted(dataset_dirs), desc="zoo features (datasets)", unit="dataset"):
-        images, slots = token_images(dataset_dirs[dataset], tokens[dataset])
+        token_set, slots = token_image_set(dataset_dirs[dataset], tokens[dataset])
         rows, cols = np.array(slots).T
         shape = tokens[dataset].valid.shape
+        scored = _lazy(lambda d=dataset: scoring_images(load_split(dataset_dirs[d], store.scoring.split),
+                                                        store.scoring.max_images))
         out[dataset] = {}
         for name, run in models.items():
+            cell = store.cells.get(name) if store is not None else None
             try:
-                features = np.asarray(run(images), dtype=np.float32)
-            except ValueError as err:
+                if cell is not None and cell.card is not None:
+                    features = _stored_token_features(store, cell, dataset, dataset_dirs[dataset], token_set,
+                                                      tokens[dataset], scored).astype(np.float32)
+                else:
+                    features = np.asarray(run(token_set.images), dtype=np.float32)
+            except ValueError as err:  # TransferError included
                 logger.warning("model %s has no features of %s: %s", name, dataset, err)
                 continue
             grid = np.zeros((*shape, features.shape[1]), dtype=np.float32)
             grid[rows, cols] = features
             out[dataset][name] = grid
     return out
+
+
+def _lazy(make: Callable[[], LabelledImages]) -> Callable[[], LabelledImages]:
+    """``make()`` on the first call only."""
+    kept: list[LabelledImages] = []
+
+    def get() -> LabelledImages:
+        if not kept:
+            kept.append(make())
+        return kept[0]
+
+    return get
 
 
 def dataset_slots(dataset: str, tokens: DatasetTokens) -> Slots:
