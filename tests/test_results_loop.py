@@ -125,14 +125,16 @@ def test_a_reported_result_flows_into_the_ground_truth_and_a_retrain_moves_the_r
     assert not _tick(loop).run_requests  # no results folder yet: nothing to do
     ranker = current_artifact(store, "ranking_transformer", None).load()
     train = sorted(d for d, split in ranker.info["splits"].items() if split == "train")
-    # the training dataset and model the ranker likes least: its last-ranked model
+    # a training dataset and the model the ranker likes least among those that are not already the best
+    # there (the stand-in's table depends on the CPU's float kernels: its last-ranked model may be the best)
     dataset = train[0]
     before = _recommendations(store, dataset)
-    model = before.iloc[-1]["model"]
-    rank_before = int(before.iloc[-1]["rank"])
-    assert rank_before == len(before) - 1
     truth_before = current_artifact(store, "ground_truth_ranks", None).load()
-    assert truth_before.query("dataset == @dataset and model == @model")["rank"].item() > 0
+    true_rank = truth_before.query("dataset == @dataset").set_index("model")["rank"]
+    candidates = before[before["model"].map(true_rank) > 0]
+    model = candidates.iloc[-1]["model"]
+    rank_before = int(candidates.iloc[-1]["rank"])
+    assert rank_before > 0 and true_rank[model] > 0
     gt_version = _data_version(instance, "ground_truth_ranks")
     ranker_version = _data_version(instance, "ranking_transformer")
     automation_cursor = evaluate_automation_conditions(loop["defs"], instance).cursor
