@@ -85,12 +85,26 @@ def world_stores(args: argparse.Namespace) -> list[tuple[str, argparse.Namespace
         return [("world", args)]
     worlds = []
     for folder in map(Path, args.worlds):
+        world, scale = world_in(folder)
         options = argparse.Namespace(**vars(args))
-        options.store, options.datasets, options.zoo = (str(folder / "artifacts"), str(folder / "demo_world" / "datasets"),
-                                                        str(folder / "demo_world" / "zoo"))
-        seed = world_seed(folder / "demo_world")
-        worlds.append((f"seed{seed}" if seed is not None else folder.name, options))
+        options.store, options.datasets, options.zoo = (str(folder / "artifacts"), str(world / "datasets"),
+                                                        str(world / "zoo"))
+        seed = world_seed(world)
+        label = f"seed{seed}" if seed is not None else folder.name
+        worlds.append((label if scale == "full" else f"{scale}:{label}", options))
     return worlds
+
+
+def world_in(folder: Path) -> tuple[Path, str]:
+    """The built-in world of a work folder and its scale: ``demo_world`` (full), else the one
+    ``demo_world_<scale>`` there (``modelrec demo --scale wide`` with ``MODELREC_WORK_DIR=folder``)."""
+    if (folder / "demo_world").is_dir():
+        return folder / "demo_world", "full"
+    others = sorted(p for p in folder.glob("demo_world_*") if p.is_dir())
+    if len(others) != 1:
+        raise SystemExit(f"{folder}: expected demo_world/ or one demo_world_<scale>/ in it, found "
+                         f"{[p.name for p in others] or 'none'}")
+    return others[0], others[0].name.removeprefix("demo_world_")
 
 
 def run_worlds(worlds: Sequence[tuple[str, argparse.Namespace]],

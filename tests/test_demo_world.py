@@ -26,11 +26,14 @@ from worlds import (
     REDUCED,
     SOURCE_TASKS,
     TARGET_TASKS,
+    WIDE,
+    WIDE_TARGET_TASKS,
     DatasetCard,
     build_world,
     source_accuracies,
 )
 from worlds import sources as src
+from worlds import wide_tasks
 from worlds.world import split_sizes, target_tasks
 from worlds.zoo import SMALL_MEAN, SMALL_STD, to_input, zoo_specs
 
@@ -184,11 +187,62 @@ def test_every_generator_draws_every_class_and_part():
             images, labels = task.sample(3, part, 1, 32)
             assert images.shape == (len(task.classes), 32, 32, 3) and images.dtype == np.uint8
             assert list(labels) == list(range(len(task.classes)))
-    for task in TARGET_TASKS.values():
+    for task in (*TARGET_TASKS.values(), *WIDE_TARGET_TASKS.values()):
         for part in ("train", "val", "test"):
             images, _ = task.sample(3, part, 1, 32)
             assert images.shape == (len(task.classes), 32, 32, 3)
             assert images.std() > 5  # not blank
+
+
+def test_wide_scale_adds_new_families_and_leaves_the_demo_world_alone():
+    assert FULL.targets is None and list(target_tasks(FULL)) == list(TARGET_TASKS)  # `make demo` unchanged
+    wide = target_tasks(WIDE)
+    assert set(TARGET_TASKS) < set(wide) and set(WIDE_TARGET_TASKS) < set(wide)
+    demo_families = {t.family for t in TARGET_TASKS.values()}
+    new_families = [t.family for t in WIDE_TARGET_TASKS.values()]
+    assert len(set(new_families)) == len(new_families) and not demo_families & set(new_families)
+    assert len({t.family for t in wide.values()}) >= 25  # the ranking issue's leave-family-out floor
+    assert WIDE.model_dump(exclude={"name", "targets"}) == FULL.model_dump(exclude={"name", "targets"})  # same zoo
+    sizes = {n: split_sizes(t, WIDE) for n, t in WIDE_TARGET_TASKS.items()}
+    assert all(sizes[n]["test"] * len(t.classes) >= 500 for n, t in WIDE_TARGET_TASKS.items())
+    assert len({s["train"] for s in sizes.values()}) >= 4  # varied shots
+
+
+@pytest.mark.parametrize("name", sorted(WIDE_TARGET_TASKS))
+def test_wide_generators_are_seeded_and_draw_what_the_class_says(name):
+    task = WIDE_TARGET_TASKS[name]
+    a, labels = task.sample(5, "train", 3, 32)
+    b, _ = task.sample(5, "train", 3, 32)
+    c, _ = task.sample(5, "test", 3, 32)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)  # same seed and part, same pixels
+    assert len(set(task.classes)) == len(task.classes) >= 2
+    # the class decides the image: the same generator state drawn as every class gives different images
+    state = np.random.default_rng(11).bit_generator.state
+    drawn = []
+    for k in range(len(task.classes)):
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state
+        drawn.append(task.draw(rng, k, 32, "train", 0).astype(np.int16))
+    assert all(np.abs(drawn[i] - drawn[j]).mean() > 1.0 for i in range(len(drawn)) for j in range(i))
+
+
+def test_wide_generators_labels_are_true():
+    # line_crossing: the geometry test behind its two classes
+    cross = wide_tasks._segments_cross
+    assert cross(*np.array([[0, 0], [10, 10], [0, 10], [10, 0]], float))
+    assert not cross(*np.array([[0, 0], [10, 0], [0, 5], [10, 5]], float))
+    # bar_charts: the tallest bar (the column of most foreground at the bar's place) is the class
+    task = WIDE_TARGET_TASKS["bar_charts"]
+    for k in range(3):
+        rng = np.random.default_rng(k)
+        img = task.draw(rng, k, 64, "train", 0).astype(np.float32).mean(axis=2)
+        background = np.median(img[:3])  # the top rows: never reached by a bar
+        ink = np.abs(img - background) > 40
+        thirds = [ink[:, i * 64 // 3 : (i + 1) * 64 // 3].sum(axis=0).max() for i in range(3)]
+        assert int(np.argmax(thirds)) == k
+    # cellular_automata: rule 90 is l XOR r, and it does not die out on the cropped diagram
+    img = WIDE_TARGET_TASKS["cellular_automata"].draw(np.random.default_rng(0), 1, 32, "train", 0)
+    assert img.std() > 30
 
 
 def test_image_pools_are_split_disjointly():

@@ -1,6 +1,9 @@
-"""How big a built-in world is, and what it ships: three scales of one generator.
+"""How big a built-in world is, and what it ships: four scales of one generator.
 
-* :data:`FULL`: the benchmark ``make demo`` runs (25 models, 19 target datasets, minutes);
+* :data:`FULL`: the benchmark ``make demo`` runs (25 models, 19 target datasets in 13 families, minutes);
+* :data:`WIDE`: the same zoo with 13 more targets, each a new family (:mod:`worlds.wide_tasks`): 32
+  target datasets in 26 families, for leave-family-out figures that rest on more families
+  (``modelrec demo --scale wide``, about twice the demo's time);
 * :data:`REDUCED`: the same world cut down for tests (5 models, 4 datasets, seconds);
 * :data:`STANDIN`: a STAND-IN for the pipeline tests (6 small models, 4 datasets, seconds) that
   exercises the paths a user's own inputs take: checkpoints as ``.pt`` files (one nested under
@@ -14,6 +17,9 @@ import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from worlds.tasks import TARGET_TASKS
+from worlds.wide_tasks import WIDE_TARGET_TASKS
 
 CheckpointFormat = Literal["safetensors", "pt", "pt_nested"]
 
@@ -82,6 +88,7 @@ FULL = WorldScale(
     source_test_per_class=50,
     pretrain_epochs=15,
 )
+WIDE = FULL.model_copy(update={"name": "wide", "targets": (*TARGET_TASKS, *WIDE_TARGET_TASKS)})
 REDUCED = WorldScale(
     name="reduced",
     architectures={k: _ARCHITECTURES[k] for k in ("smallcnn", "depthwisenet")},
@@ -117,4 +124,4 @@ STANDIN = WorldScale(
     encoder="random_open_clip",
     standin=True,
 )
-SCALES = {s.name: s for s in (FULL, REDUCED, STANDIN)}
+SCALES = {s.name: s for s in (FULL, WIDE, REDUCED, STANDIN)}

@@ -38,6 +38,7 @@ from ml_core.weights import ModelCard
 from worlds.scale import FULL, SCALES, WorldScale
 from worlds.table import probe_table
 from worlds.tasks import SOURCE_TASKS, TARGET_TASKS, ImageTask
+from worlds.wide_tasks import WIDE_TARGET_TASKS
 from worlds.zoo import SOURCES_DIR, build_zoo, convert_efficientnet, zoo_specs
 
 logger = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ class World:
 
 
 def resolve_scale(scale: WorldScale | str) -> WorldScale:
-    """A :class:`WorldScale` from itself or its name (``full``, ``reduced``, ``standin``)."""
+    """A :class:`WorldScale` from itself or its name (``full``, ``wide``, ``reduced``, ``standin``)."""
     if isinstance(scale, WorldScale):
         return scale
     if scale not in SCALES:
@@ -133,11 +134,13 @@ def resolve_scale(scale: WorldScale | str) -> WorldScale:
 
 
 def target_tasks(scale: WorldScale) -> dict[str, ImageTask]:
+    """The scale's targets by name: ``targets``, or the demo's 19 (the wide world's extra ones only by name)."""
+    known = {**TARGET_TASKS, **WIDE_TARGET_TASKS}
     names = scale.targets or tuple(TARGET_TASKS)
-    unknown = [n for n in names if n not in TARGET_TASKS]
+    unknown = [n for n in names if n not in known]
     if unknown:
         raise WorldError(f"scale {scale.name!r}: unknown target datasets {unknown}")
-    return {n: TARGET_TASKS[n] for n in names}
+    return {n: known[n] for n in names}
 
 
 def split_sizes(task: ImageTask, scale: WorldScale) -> dict[str, int]:
