@@ -133,15 +133,17 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
 
 def _prune_partitions(instance: DagsterInstance, resources: dict) -> None:
-    """Drop registered partitions the world does not have (e.g. after ``demo --scale standin``), as the
-    folder sensors do for a removed checkpoint or dataset: the instance then mirrors this world."""
-    current = {MODELS: {e.key for e in resources["zoo"].entries()}, DATASETS: {e.key for e in resources["catalog"].entries()}}
-    for dimension, keys in current.items():
+    """Drop registered partitions whose checkpoint or dataset folder is gone (a removed upload, or another
+    world after ``demo --scale standin``), as the folder sensors do: the instance then mirrors the zoo and
+    the catalog. Their materializations and artifacts stay; the key comes back if the file does."""
+    current = {MODELS: ("zoo", {e.key for e in resources["zoo"].entries()}),
+               DATASETS: ("catalog", {e.key for e in resources["catalog"].entries()})}
+    for dimension, (where, keys) in current.items():
         stale = sorted(set(instance.get_dynamic_partitions(dimension)) - keys)
         for key in stale:
             instance.delete_dynamic_partition(dimension, key)
         if stale:
-            click.echo(f"unregistered {len(stale)} {dimension} partition(s) not in this world: {', '.join(stale[:10])}")
+            click.echo(f"unregistered {len(stale)} {dimension} partition(s) no longer in the {where}: {', '.join(stale[:10])}")
 
 
 def _split_of(store: ArtifactStore, key: str) -> str:
@@ -284,10 +286,12 @@ def run(ctx: click.Context, config_path: Path | None) -> None:
     """Materialize every asset of every partition with the environment's settings.
 
     Partitions that are fresh (nothing they read changed) get no run; a failed partition does not stop
-    the others: each failure is listed in one line at the end, and the exit code is 1."""
+    the others: each failure is listed in one line at the end, and the exit code is 1. A model or dataset
+    whose file is gone is unregistered first (its artifacts stay), so a removed bad upload stops failing."""
     run_config = _read_run_config(config_path)
     instance = _instance()
     resources = default_resources()
+    _prune_partitions(instance, resources)
     records, failures = _materialize(instance, resources, ctx.obj["log_level"], run_config)
     click.echo(_summary(records))
     print_recommendations(resources["store"], sorted({r.partition for r in records if r.asset == "model_recommendations"}))

@@ -163,6 +163,13 @@ def test_a_bad_checkpoint_spoils_only_itself_and_the_command_says_so_in_one_line
         assert f"model_parameters[aaa_empty]: CheckpointError: {bad}: not a readable torch checkpoint (the file is empty)" in done.stderr
         assert "Traceback" not in done.stderr and "Stack Trace" not in done.stderr  # one line, not Dagster's log
         assert "== " + world.dataset_names[0] in done.stdout  # the recommendations of the good models
+
+        bad.unlink()  # the user removes the bad upload: the next run forgets it and succeeds
+        again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=540,
+                               cwd=Path(__file__).resolve().parents[1])
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert "unregistered 1 models partition(s) no longer in the zoo: aaa_empty" in again.stdout
+        assert "aaa_empty" not in again.stderr
     finally:
-        bad.unlink()
+        bad.unlink(missing_ok=True)
         instance.delete_dynamic_partition("models", "aaa_empty")
