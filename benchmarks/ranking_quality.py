@@ -8,16 +8,22 @@ VALIDATION weighted tau (test folds never take part), and prints the test table 
 the commit. With several worlds (``--worlds``: work folders, each with ``artifacts/`` and
 ``demo_world/`` as ``make demo`` leaves them, e.g. one per ``pipelines.cli demo --seed``), every
 choice is made per world on its own validation folds, each world's table hash is printed, and the
-figures are pooled: means over every world's folds, differences paired by (world, fold).
+figures are pooled: means over every world's folds, differences paired by (world, fold). A work
+folder may hold a world of another scale (``demo_world_wide/``, 26 families). ``--materialized``
+reads each world's ``ranker_evaluation`` (which ``demo`` materialized with ``--variants default``,
+seed 0, 3 model folds) instead of evaluating again: the same rows, without the hour.
 
     .venv/bin/python -m benchmarks.ranking_quality                  # .work: the demo world
     .venv/bin/python -m benchmarks.ranking_quality --variants default --worlds .work .work/seed1 .work/seed2
+    .venv/bin/python -m benchmarks.ranking_quality --variants default --materialized --worlds .work/wide0 .work/wide1
 """
 
 import argparse
+import json
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +45,7 @@ from ml_core.evaluation import (
 from pipelines.readers import (
     autoencoder_training,
     materialized,
+    materialized_evaluation,
     model_parameters,
     store_evaluation_data,
     world_seed,
@@ -127,11 +134,30 @@ def run_worlds(worlds: Sequence[tuple[str, argparse.Namespace]],
 def run_world(options: argparse.Namespace) -> tuple[EvaluationData, EvaluationResult, str, int]:
     """One world's evaluation: its data, the result, its table hash and its number of folds."""
     store, data = open_store(options)
-    tokens_without = retrained_tokens(model_parameters(store), autoencoder_training(store), data.model_names)
     config = EvaluationConfig(variants=(options.variants,), seed=options.seed, models_folds=options.models_folds)
+    if options.materialized:  # what `make demo` / `modelrec demo` already evaluated, read back
+        result, saved = materialized_evaluation(store)
+        differences = config_differences(json.loads(json.dumps(asdict(config))), saved)
+        if differences:
+            raise SystemExit(f"{options.store}: its ranker_evaluation ran with another config ({'; '.join(differences[:3])}): "
+                             "drop --materialized to evaluate again")
+        return data, result, materialized(store, "ground_truth_ranks").content_hash[:12], len(result.folds)
+    tokens_without = retrained_tokens(model_parameters(store), autoencoder_training(store), data.model_names)
     folds = evaluation_folds(data, config)
     result = evaluate(data, folds, config, tokens_without)
     return data, result, materialized(store, "ground_truth_ranks").content_hash[:12], len(folds)
+
+
+def config_differences(expected: dict, saved: dict, prefix: str = "") -> list[str]:
+    """``key: saved != expected`` for every key both configs hold (nested), e.g. ``models_folds: 2 != 3``."""
+    out = []
+    for key in sorted(expected.keys() & saved.keys()):
+        want, got = expected[key], saved[key]
+        if isinstance(want, dict) and isinstance(got, dict):
+            out += config_differences(want, got, f"{prefix}{key}.")
+        elif want != got:
+            out.append(f"{prefix}{key}: {got} != {want}")
+    return out
 
 
 def main() -> None:
@@ -140,7 +166,10 @@ def main() -> None:
     parser.add_argument("--variants", choices=["default", "sweep"], default="sweep")
     parser.add_argument("--models-folds", type=int, default=3)
     parser.add_argument("--worlds", nargs="+", default=None,
-                        help="work folders of several worlds (each with artifacts/ and demo_world/)")
+                        help="work folders of several worlds (each with artifacts/ and demo_world/ or demo_world_<scale>/)")
+    parser.add_argument("--materialized", action="store_true",
+                        help="read each world's materialized ranker_evaluation (same variants, seed and folds) "
+                             "instead of evaluating again")
     args = parser.parse_args()
 
     start = time.perf_counter()

@@ -16,8 +16,9 @@ from assets.shared.artifacts import (
     evaluation_inputs,
     model_attributes,
 )
+from assets.shared.loaders import EVALUATION_ROWS_FILE, read_parquet
 from ml_core.artifacts import read_json
-from ml_core.evaluation import EvaluationData
+from ml_core.evaluation import EvaluationData, EvaluationResult
 from ml_core.weights import WeightEmbedderConfig, embedder_config
 from resources.artifact_store import ArtifactStore
 from resources.dataset_catalog import DatasetCatalog
@@ -67,3 +68,19 @@ def world_seed(world_root: Path) -> int | None:
     """The seed a built-in world under ``world_root`` was generated with (None: no world manifest there)."""
     manifest = world_root / WORLD_MANIFEST_NAME
     return WorldManifest.model_validate(read_json(manifest)).seed if manifest.is_file() else None
+
+
+def materialized_evaluation(store: ArtifactStore) -> tuple[EvaluationResult, dict]:
+    """The current ``ranker_evaluation`` as an :class:`EvaluationResult` (its rows and every choice
+    validation made) and the config it ran with, so a benchmark reads it instead of recomputing it."""
+    artifact = materialized(store, "ranker_evaluation")
+    saved = artifact.load()
+    if "skipped" in saved:
+        raise ValueError(f"ranker_evaluation in {store.root} was skipped: {saved['skipped']}")
+    result = EvaluationResult(
+        rows=read_parquet(artifact.directory / EVALUATION_ROWS_FILE),
+        selected_variant=saved["selected_variant"], variant_validation=saved["variant_validation"],
+        folds=saved.get("folds", []), selected_shortlist=saved.get("selected_shortlist", ""),
+        shortlist_validation=saved.get("shortlist_validation", {}), selected_priors=saved.get("selected_priors", {}),
+        budget_validation=saved.get("budget_validation", {}), selected_budget=saved.get("selected_budget", ""))
+    return result, artifact.manifest()["config"]

@@ -173,3 +173,25 @@ def test_a_bad_checkpoint_spoils_only_itself_and_the_command_says_so_in_one_line
     finally:
         bad.unlink(missing_ok=True)
         instance.delete_dynamic_partition("models", "aaa_empty")
+
+
+def test_the_ranking_benchmark_reads_the_materialized_evaluation_only_if_its_config_matches(planned):
+    import argparse
+
+    import pandas as pd
+
+    from benchmarks.ranking_quality import config_differences, run_world
+    from pipelines.readers import materialized, materialized_evaluation
+
+    store = planned["resources"]["store"]
+    result, config = materialized_evaluation(store)
+    saved = materialized(store, "ranker_evaluation").load()
+    assert result.selected_variant == saved["selected_variant"] and config["models_folds"] == 2
+    summary = result.summary("test").reset_index(drop=True)
+    pd.testing.assert_frame_equal(summary, pd.DataFrame(saved["summary"])[summary.columns], check_dtype=False)
+    world = planned["world"]
+    options = argparse.Namespace(store=str(store.root_path), datasets=str(world.datasets_dir), zoo=str(world.zoo_dir),
+                                 seed=0, variants="default", models_folds=2, materialized=True)
+    with pytest.raises(SystemExit, match=r"base\.model\.d_model: 16 != 64"):  # the tests' fast config is not the benchmark's
+        run_world(options)
+    assert config_differences({"a": {"b": 1, "c": 2}, "d": 3}, {"a": {"b": 1, "c": 5}, "e": 0}) == ["a.c: 5 != 2"]
