@@ -1,7 +1,7 @@
 """Command line: ``modelrec demo | run | register | ui | recommend | table`` (also ``python -m pipelines.cli``).
 
-``demo`` builds a built-in world (cached; ``--scale reduced`` or ``standin`` for the small ones),
-materializes every asset of every partition on the persistent Dagster instance (``DAGSTER_HOME``,
+``demo`` builds a built-in world (cached; ``--scale reduced`` or ``standin`` for the small ones,
+``wide`` for 26 dataset families), materializes every asset of every partition on the persistent Dagster instance (``DAGSTER_HOME``,
 default ``.work/dagster_home``) and prints, for each held-out dataset, the recommended models next
 to the measured best. ``recommend PATH`` ranks the zoo for a folder of images from what the graph
 materialized (:mod:`pipelines.folder_recommendation`).
@@ -217,7 +217,8 @@ def print_evaluation(store: ArtifactStore) -> None:
 @main.command()
 @click.option("--seed", default=0, show_default=True, help="seed of the generated world")
 @click.option("--scale", type=click.Choice(sorted(SCALES)), default="full", show_default=True,
-              help="world: the benchmark (full), the reduced one the tests use, or the pipeline tests' STAND-IN")
+              help="world: the benchmark (full), the same zoo with 26 dataset families (wide, about twice "
+                   "as long), the reduced one the tests use, or the pipeline tests' STAND-IN")
 @click.option("--fixture", is_flag=True, help="the same as --scale standin (its former name)")
 @click.option("--top", default=3, show_default=True, help="recommended models shown per dataset")
 @click.pass_context
