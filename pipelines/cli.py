@@ -1,9 +1,9 @@
 """Command line: ``modelrec demo | run | register | ui | recommend | table`` (also ``python -m pipelines.cli``).
 
 ``demo`` builds a built-in world (cached; ``--scale reduced`` or ``standin`` for the small ones,
-``wide`` for 26 dataset families), materializes every asset of every partition on the persistent Dagster instance (``DAGSTER_HOME``,
-default ``.work/dagster_home``) and prints, for each held-out dataset, the recommended models next
-to the measured best. ``recommend PATH`` ranks the zoo for a folder of images from what the graph
+``wide`` for 26 dataset families), materializes every asset of every partition on the persistent
+Dagster instance (``DAGSTER_HOME``, default ``.work/dagster_home``) and prints, for each held-out
+dataset, the recommended models next to the measured best. ``recommend PATH`` ranks the zoo for a folder of images from what the graph
 materialized (:mod:`pipelines.folder_recommendation`).
 """
 
