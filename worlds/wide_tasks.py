@@ -121,6 +121,8 @@ def _draw_line_crossing(rng, k, size, part, seed):
             continue
         if _segments_cross(*ends) == bool(k):
             break
+    else:  # never in practice (each class has odds of about a third per try), but never a wrong label
+        raise RuntimeError(f"line_crossing: no {('apart', 'crossing')[k]} pair in 1000 draws")
     width = rng.uniform(1.2, 2.2)
     bg = np.asarray(im.random_colour(rng, value=(0.0, 0.35)), np.float32)
     img = np.broadcast_to(bg, (size, size, 3)).copy()
