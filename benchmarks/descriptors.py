@@ -12,7 +12,7 @@ and test weighted tau (truth-ordered, as every ranking benchmark here), top-1 re
 training dataset is one whose zoo ranking agrees with the held-out one's.
 
     .venv/bin/python -m benchmarks.descriptors                          # .work: the demo world
-    .venv/bin/python -m benchmarks.descriptors --worlds .work .work/seed1 --out /tmp/descriptors.parquet
+    .venv/bin/python -m benchmarks.descriptors --worlds .work .work/seed1 --out .work/descriptors.parquet
     .venv/bin/python -m benchmarks.descriptors --tasks 600     # + metrics learned on 600 sampled tasks
 """
 

@@ -24,7 +24,7 @@ from worlds.tasks import ImageTask
 SUPERSAMPLE = 4
 
 
-def _line_art(size: int, paint: Callable[[ImageDraw.ImageDraw, float], None]) -> np.ndarray:
+def _line_art(size: int, paint: Callable[[ImageDraw.ImageDraw, int], None]) -> np.ndarray:
     """Float mask (size, size) in [0, 1]: ``paint(draw, s)`` draws in white on a black canvas ``s``
     times larger (coordinates in output pixels times ``s``), box-filtered back down."""
     s = SUPERSAMPLE
