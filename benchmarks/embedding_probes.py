@@ -11,6 +11,9 @@ architecture, source task, source accuracy and mean transfer accuracy
   its contrastive views (``tokens.permutation``: today's row shuffle, or function-preserving neuron
   permutations, :mod:`ml_core.weights.permutations`), so that both are scored on the same folds and
   seeds, paired;
+* ``embedding+corpus``: the same token encoder also trained on the corpus of each training model
+  (``--corpus``, by default the world's ``snapshots/``: the intermediate checkpoints of each small
+  model's own pre-training run, :mod:`ml_core.weights.corpus`); a held-out model's run is never seen;
 * ``chunk_autoencoder``: the seed's 8192 -> 1024 -> 512 chunk autoencoder, pooled as the seed did (the
   mean code): the baseline;
 * ``weight_statistics``, ``counts``, ``random``: the bars.
@@ -21,11 +24,13 @@ embedder's tokens, beside source similarity, the prior and LogME, paired by fold
 
     .venv/bin/python -m benchmarks.embedding_probes                       # after `make demo`
     .venv/bin/python -m benchmarks.embedding_probes --seeds 0 1 2 --ranking
+    .venv/bin/python -m benchmarks.embedding_probes --corpus none       # no corpus describer
 """
 
 import argparse
 import dataclasses
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -42,7 +47,7 @@ from ml_core.evaluation.probes import (
     probe_verdict,
     run_probes,
 )
-from ml_core.weights import EmbeddingConfig, WeightEmbedderConfig, embed, train_embedder
+from ml_core.weights import EmbeddingConfig, WeightEmbedderConfig, discover_corpus, embed, flatten_corpus, train_embedder
 from pipelines.readers import autoencoder_training, ground_truth, model_parameters
 from resources.model_zoo import ModelZoo
 
@@ -56,6 +61,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--ranking", action="store_true", help="also the leave-models-out ranker, per embedder")
+    parser.add_argument("--corpus", default=None, help="the embedder's extra corpus folder (<model>/<checkpoint>; "
+                        "default: the world's snapshots/ beside --zoo, where there is one); 'none': no corpus")
+    parser.add_argument("--corpus-cache", default=None, help="where the corpus is flattened once (default: "
+                        "<store>/../corpus_parameters)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["other_views", "chunk_autoencoder"],
+                        help="leave out these extra describers (each costs one embedder training per fold and seed)")
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -66,11 +77,15 @@ def main() -> None:
     properties = model_properties(cards, ground_truth(store))
     extra = {}
     variant = None
-    if training.method == "token_encoder":
+    if training.method == "token_encoder" and "other_views" not in args.skip:
         other = "neurons" if training.tokens.permutation == "rows" else "rows"
         variant = (f"embedding_{other}", dataclasses.replace(training, tokens=dataclasses.replace(training.tokens, permutation=other)))
         extra[variant[0]] = lambda seed: embedder_describer(params, variant[1].with_seed(seed))
-    extra["chunk_autoencoder"] = lambda seed: embedder_describer(params, BASELINE.with_seed(seed), BASELINE_POOLING)
+    corpus = open_corpus(args, set(params))
+    if corpus:
+        extra["embedding+corpus"] = lambda seed: embedder_describer(params, training.with_seed(seed), corpus=corpus)
+    if "chunk_autoencoder" not in args.skip:
+        extra["chunk_autoencoder"] = lambda seed: embedder_describer(params, BASELINE.with_seed(seed), BASELINE_POOLING)
     frame = run_probes(params, properties, training, ProbeConfig(n_folds=args.folds, seeds=tuple(args.seeds)),
                        extra=extra)
     seconds = time.perf_counter() - start
@@ -78,6 +93,9 @@ def main() -> None:
         frame.to_parquet(args.out, index=False)
 
     print(f"embedding probes | commit {commit()} | seeds {args.seeds} | store {args.store}")
+    if corpus:
+        print(f"corpus: {sum(map(len, corpus.values()))} checkpoints of {len(corpus)} models ({args.corpus}); "
+              "each fold trains embedding+corpus on the training models' corpus only")
     print(f"{len(params)} models, {args.folds} model folds per seed; embedder: {training.method}"
           f"{f' (views: {training.tokens.permutation})' if training.method == 'token_encoder' else ''}; "
           f"{seconds:.0f} s on this CPU")
@@ -85,7 +103,7 @@ def main() -> None:
           "descriptors centred per architecture); source_accuracy / mean_transfer: R^2 of the pooled held-out "
           "predictions; mean +- std over seeds\n")
     print(probe_markdown(frame))
-    for name in ("embedding", "chunk_autoencoder"):
+    for name in [d for d in ("embedding", "embedding+corpus", "chunk_autoencoder") if d in set(frame["describer"])]:
         margins = beats_trivial(frame, name, TRIVIAL)
         per_seed = {prop: [beats_trivial(frame[frame["seed"] == s], name, TRIVIAL)[prop] for s in args.seeds]
                     for prop in margins}
@@ -95,37 +113,59 @@ def main() -> None:
         verdict = probe_verdict(frame, name, ProbeConfig().min_properties_beaten, TRIVIAL)
         print(f"  beaten: {', '.join(verdict['beaten']) or 'none'}; tied at the ceiling: "
               f"{', '.join(verdict['ceiling_ties']) or 'none'}; the check would {'PASS' if verdict['passed'] else 'FAIL'}")
-    if variant is not None:
-        print(f"\n{variant[0]} minus embedding (views: {training.tokens.permutation}), paired by seed "
-              "(same folds), per property: mean, and seeds where it is higher:")
-        scores = frame.pivot_table(index=["seed", "property"], columns="describer", values="score")
+    scores = frame.pivot_table(index=["seed", "property"], columns="describer", values="score")
+    for other in ([variant[0]] if variant else []) + (["embedding+corpus"] if corpus else []):
+        views = f" (views: {training.tokens.permutation})" if training.method == "token_encoder" else ""
+        print(f"\n{other} minus embedding{views}, paired by seed (same folds), per property: mean, and seeds "
+              "where it is higher:")
         for prop in ("architecture", "source", "source_accuracy", "mean_transfer"):
-            diff = (scores[variant[0]] - scores["embedding"]).xs(prop, level="property")
+            diff = (scores[other] - scores["embedding"]).xs(prop, level="property")
             print(f"  {prop:16s} {diff.mean():+.3f}   higher in {int((diff > 0).sum())}/{len(diff)} seeds   "
                   f"per seed {' '.join(f'{d:+.3f}' for d in diff)}")
-        print("\ntraining the embedder on all the models once (as the autoencoder asset does), seed 0:")
-        for name, config in (("embedding", training), variant):
-            tic = time.perf_counter()
-            artifact, history = train_embedder(dict(params.items()), config.with_seed(0))
-            print(f"  {name:18s} views {config.tokens.permutation:8s} {time.perf_counter() - tic:6.1f} s, "
-                  f"{len(history.epochs)} epochs, held-out relative MSE {artifact.info['relative_mse']:.4f}")
+    runs = [("embedding", training, None)] + ([(*variant, None)] if variant else [])
+    runs += [("embedding+corpus", training, corpus)] if corpus else []
+    print("\ntraining the embedder on all the models once (as the autoencoder asset does), seed 0:")
+    for name, config, extra_weights in runs:
+        tic = time.perf_counter()
+        artifact, history = train_embedder(dict(params.items()), config.with_seed(0), corpus=extra_weights)
+        views = f"views {config.tokens.permutation:8s} " if config.method == "token_encoder" else ""
+        print(f"  {name:18s} {views}{time.perf_counter() - tic:6.1f} s, {len(history.epochs)} epochs, "
+              f"held-out relative MSE {artifact.info['relative_mse']:.4f}")
     if args.ranking:
         print()
-        ranking_comparison(data, params, training, args.seeds)
+        ranking_comparison(data, params, training, args.seeds, corpus)
 
 
-def ranking_comparison(data, params, training: WeightEmbedderConfig, seeds: list[int]) -> None:  # noqa: ANN001
+def open_corpus(args: argparse.Namespace, models: set[str]) -> dict:
+    """The flattened corpus of ``--corpus`` (or the world's ``snapshots/``), for the zoo's models only."""
+    if args.corpus == "none":
+        return {}
+    if args.corpus is None:
+        default = Path(args.zoo).parent / "snapshots"
+        if not default.is_dir():
+            return {}
+        args.corpus = str(default)
+    found = {m: paths for m, paths in discover_corpus(Path(args.corpus)).items() if m in models}
+    cache = Path(args.corpus_cache) if args.corpus_cache else Path(args.store).parent / "corpus_parameters"
+    return flatten_corpus(found, cache)
+
+
+def ranking_comparison(data, params, training: WeightEmbedderConfig, seeds: list[int], corpus: dict) -> None:  # noqa: ANN001
     """Leave-models-out test weighted tau of the default ranker with each embedder's tokens, paired by fold."""
     rows = []
-    for name, config, pooling in (("embedding", training, EmbeddingConfig()), ("chunk_autoencoder", BASELINE, BASELINE_POOLING)):
+    embedders = [("embedding", training, EmbeddingConfig(), None)]
+    embedders += [("embedding+corpus", training, EmbeddingConfig(), corpus)] if corpus else []
+    embedders += [("chunk_autoencoder", BASELINE, BASELINE_POOLING, None)]
+    for name, config, pooling, extra_weights in embedders:
         for seed in seeds:
             seeded = config.with_seed(seed)
-            artifact, _ = train_embedder(dict(params.items()), seeded)
+            artifact, _ = train_embedder(dict(params.items()), seeded, corpus=extra_weights)
             tokens = np.stack([embed(params[m], artifact, pooling).token for m in data.model_names])
             seeded_data = dataclasses.replace(data, model_tokens=tokens)
             evaluation = EvaluationConfig(variants=("default",), seed=seed)
             folds = [f for f in evaluation_folds(seeded_data, evaluation) if f.kind == "models"]
-            result = evaluate(seeded_data, folds, evaluation, retrained_tokens(params, seeded, data.model_names, pooling))
+            without = retrained_tokens(params, seeded, data.model_names, pooling, extra_weights)
+            result = evaluate(seeded_data, folds, evaluation, without)
             test = result.rows[result.rows["split"] == "test"].assign(embedder=name, seed=seed)
             rows.append(test)
     rows = pd.concat(rows, ignore_index=True)
@@ -138,7 +178,7 @@ def ranking_comparison(data, params, training: WeightEmbedderConfig, seeds: list
             label = f"{method} ({embedder} tokens)" if method.startswith(reads_weights) else method
             print(f"  {label:56s} {row['mean']:+.3f} +- {row['std']:.3f}")
     print("paired by fold and seed: what reads the weights minus source similarity, and minus the prior:")
-    for embedder in ("embedding", "chunk_autoencoder"):
+    for embedder in [e[0] for e in embedders]:
         sub = rows[rows["embedder"] == embedder].assign(fold=lambda f: f["seed"].astype(str) + ":" + f["fold"])
         for baseline in ("source_similarity", "prior"):
             diff = paired_differences(sub, baseline)

@@ -35,7 +35,7 @@ from worlds import (
 from worlds import sources as src
 from worlds import wide_tasks
 from worlds.world import split_sizes, target_tasks
-from worlds.zoo import SMALL_MEAN, SMALL_STD, to_input, zoo_specs
+from worlds.zoo import SMALL_MEAN, SMALL_STD, pretrain, to_input, zoo_specs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -120,6 +120,34 @@ def test_each_small_model_card_points_at_a_sample_of_its_own_pre_training_images
             header = handle.read(8 + int.from_bytes(handle.read(8), "little"))
         assert b"source_images" not in header
     assert entries[EFFICIENTNET_NAME].source_images() is None  # ImageNet: no sample offline
+
+
+def test_snapshots_are_the_runs_own_earlier_weights_and_leave_the_final_model_unchanged(world):
+    """Each small model's weights after the scale's snapshot epochs lie in snapshots/<model>/, with a card
+    that names the model, the epoch and that epoch's real accuracy; taking them changes no final byte."""
+    spec = zoo_specs(REDUCED)[0]
+    folder = world.root / "snapshots" / spec.name
+    for other in zoo_specs(REDUCED):
+        assert sorted(p.name for p in (world.root / "snapshots" / other.name).iterdir()) == [
+            f"{other.name}_epoch01.json", f"{other.name}_epoch01.safetensors"]
+    card = ModelCard.read(folder / f"{spec.name}_epoch01.json")
+    assert (card.snapshot_of, card.pretrain_epochs, card.architecture) == (spec.name, 1, spec.architecture)
+    snapshot = load_file(folder / f"{spec.name}_epoch01.safetensors")
+    final = load_file(world.zoo_dir / f"{spec.name}.safetensors")
+    assert snapshot.keys() == final.keys()
+    assert not all(torch.equal(snapshot[k], final[k]) for k in final)  # a different point of the run
+
+    task = SOURCE_TASKS[spec.source_task]
+    images, labels = task.sample(0, "source_test", REDUCED.source_test_per_class, 32)
+    model = build_architecture(spec.architecture, num_classes=len(task.classes), **spec.arch_kwargs)
+    model.load_state_dict(snapshot)
+    with torch.no_grad():
+        predicted = model.eval()(to_input(images, SMALL_MEAN, SMALL_STD)).argmax(1).numpy()
+    assert card.source_accuracy == pytest.approx(float((predicted == labels).mean()))
+
+    plain, accuracy, snapshots = pretrain(spec, REDUCED.model_copy(update={"snapshot_epochs": ()}), 0)
+    assert snapshots == [] and accuracy == source_accuracies(world)[spec.name]
+    assert all(torch.equal(v, final[k]) for k, v in plain.state_dict().items())
 
 
 def test_a_card_naming_a_bad_source_folder_is_an_error_naming_the_card(tmp_path):

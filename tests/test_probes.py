@@ -82,8 +82,8 @@ def test_embedder_describer_trains_on_the_training_models_only(monkeypatch):
 
     trained_on = []
 
-    def fake_train(models, config):
-        trained_on.append((sorted(models), config.tokens.val_fraction))
+    def fake_train(models, config, corpus=None):
+        trained_on.append((sorted(models), config.tokens.val_fraction, corpus))
         return "artifact", None
 
     monkeypatch.setattr(probes, "train_embedder", fake_train)
@@ -91,7 +91,14 @@ def test_embedder_describer_trains_on_the_training_models_only(monkeypatch):
     describe = embedder_describer({"a": 1, "b": 2, "c": 3}, WeightEmbedderConfig())
     out = describe(["a", "c"])
     # trained on the fold's training models, all of them (the fold holds out); every model embedded
-    assert trained_on == [(["a", "c"], 0.0)] and sorted(out) == ["a", "b", "c"]
+    assert trained_on == [(["a", "c"], 0.0, None)] and sorted(out) == ["a", "b", "c"]
+
+    # with a corpus: only the training models' runs reach the embedder; the held-out b's never does
+    trained_on.clear()
+    describe = embedder_describer({"a": 1, "b": 2, "c": 3}, WeightEmbedderConfig(),
+                                  corpus={"a": ["a@1", "a@2"], "b": ["b@1"]})
+    out = describe(["a", "c"])
+    assert trained_on == [(["a", "c"], 0.0, {"a": ["a@1", "a@2"]})] and sorted(out) == ["a", "b", "c"]
 
 
 def test_source_probe_is_centred_per_architecture():

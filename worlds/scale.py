@@ -35,6 +35,9 @@ class WorldScale(BaseModel):
     ``source_sample_per_class`` pre-training images per class, which the models' cards point at
     (0: no sample, and the cards name none).
 
+    ``snapshot_epochs``: each small model's weights after these epochs of its pre-training are
+    saved too (``snapshots/``, never ranked): the weight embedder's extra corpus.
+
     ``checkpoint_formats`` saves the named models as ``.pt`` (``pt_nested``: under a
     ``state_dict`` key) instead of ``.safetensors``. ``table="probe"`` writes ``performance.json``,
     each accuracy a nearest-class-mean probe on the model's frozen features (a stand-in for
@@ -59,6 +62,7 @@ class WorldScale(BaseModel):
     test_images: int = 520
     min_test_per_class: int = 8
     source_sample_per_class: int = 16  # images per class of each source task's sample (sources/)
+    snapshot_epochs: tuple[int, ...] = ()  # also save each small model after these epochs (snapshots/)
     include_efficientnet: bool = True
     efficientnet_input_size: int = 64
     image_size: int = 32
@@ -87,6 +91,7 @@ FULL = WorldScale(
     source_train_per_class=150,
     source_test_per_class=50,
     pretrain_epochs=15,
+    snapshot_epochs=(1, 2, 3, 5, 7, 9, 11, 13),
 )
 WIDE = FULL.model_copy(update={"name": "wide", "targets": (*TARGET_TASKS, *WIDE_TARGET_TASKS)})
 REDUCED = WorldScale(
@@ -97,6 +102,7 @@ REDUCED = WorldScale(
     source_train_per_class=24,
     source_test_per_class=10,
     pretrain_epochs=2,
+    snapshot_epochs=(1,),
     train_per_class=4,
     val_per_class=2,
     source_sample_per_class=4,

@@ -6,6 +6,9 @@ Layout under ``root``::
     zoo/<model>.safetensors|.pt + zoo/<model>.json                (ModelCard sidecars)
     sources/<source task>/train/<class>/<class>_<i>.png           a sample of each task's pre-training
                                                                   images; a card's ``source_images``
+    snapshots/<model>/<model>_epochNN.safetensors + .json         intermediate checkpoints of each small
+                                                                  model's pre-training (scale's
+                                                                  ``snapshot_epochs``): embedder corpus
     encoder/                                                      STAND-IN only: a random open_clip ViT
     performance.json                                              STAND-IN only: a probe-measured table
     world.json                                                    written LAST (WorldManifest)
@@ -39,7 +42,7 @@ from worlds.scale import FULL, SCALES, WorldScale
 from worlds.table import probe_table
 from worlds.tasks import SOURCE_TASKS, TARGET_TASKS, ImageTask
 from worlds.wide_tasks import WIDE_TARGET_TASKS
-from worlds.zoo import SOURCES_DIR, build_zoo, convert_efficientnet, zoo_specs
+from worlds.zoo import SNAPSHOTS_DIR, SOURCES_DIR, build_zoo, convert_efficientnet, zoo_specs
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +56,8 @@ DESCRIPTION = (
     "Demo world: small networks (4 architecture families) pre-trained on 6 generated or bundled source "
     "tasks, plus the real ImageNet EfficientNet-Lite0; 19 target ImageFolder datasets (32x32 RGB, 2-10 "
     "classes, 5-40 train images per class, ~520 test images) near to or far from the sources; a sample of "
-    "each source task's pre-training images, named by its models' cards. Transfer "
+    "each source task's pre-training images, named by its models' cards; the small models' intermediate "
+    "checkpoints (snapshots/), a corpus for the weight embedder. Transfer "
     "accuracy is measured by the transfer_performance asset (fine-tuning), not stored here."
 )
 STANDIN_DESCRIPTION = (
@@ -62,7 +66,7 @@ STANDIN_DESCRIPTION = (
     "measured by a nearest-class-mean probe on frozen features (not fine-tuning) and a random tiny "
     "open_clip encoder. For the pipeline tests; not real models or data."
 )
-_OWNED = ("zoo", "datasets", SOURCES_DIR, ENCODER_DIR, TABLE_NAME)
+_OWNED = ("zoo", "datasets", SOURCES_DIR, SNAPSHOTS_DIR, ENCODER_DIR, TABLE_NAME)
 _ENCODER_PATH_FIELDS = ("pretrained", "model_config_file")
 
 
@@ -279,7 +283,7 @@ def build_world(
     """Generate the world of ``scale`` under ``root`` (or reuse it if already there, intact).
 
     Args:
-        root: a local folder; only ``zoo/``, ``datasets/``, ``sources/``, ``encoder/``,
+        root: a local folder; only ``zoo/``, ``datasets/``, ``sources/``, ``snapshots/``, ``encoder/``,
             ``performance.json`` and ``world.json`` in it are written.
         scale: :data:`~worlds.scale.FULL` (the benchmark, minutes), ``"reduced"`` (tests, seconds),
             ``"standin"`` (the pipeline tests' stand-in, seconds), or any :class:`WorldScale`.

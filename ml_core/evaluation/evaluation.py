@@ -95,7 +95,7 @@ from ml_core.ranking.baselines import (
     random_scores,
     source_similarity_scores,
 )
-from ml_core.weights import EmbeddingConfig, ModelParameters, WeightEmbedderConfig, embed, train_embedder
+from ml_core.weights import Corpus, EmbeddingConfig, ModelParameters, WeightEmbedderConfig, embed, train_embedder
 
 logger = logging.getLogger(__name__)
 
@@ -179,16 +179,18 @@ def retrained_tokens(
     training: WeightEmbedderConfig,
     models: Sequence[str],
     embedding: EmbeddingConfig | None = None,
+    corpus: Corpus | None = None,
 ) -> TokensWithout:
     """``tokens_without(held_out)``: the tokens of ``models`` from a weight embedder trained (with
-    ``training``, the config of the one the evaluated tokens came from) without the held-out models,
-    pooled by ``embedding`` (the default :class:`~ml_core.weights.EmbeddingConfig` when None)."""
+    ``training``, the config of the one the evaluated tokens came from) without the held-out models
+    (nor their ``corpus`` weights), pooled by ``embedding`` (the default
+    :class:`~ml_core.weights.EmbeddingConfig` when None)."""
     embedding = embedding or EmbeddingConfig()
 
     def tokens_without(held_out: Sequence[str]) -> np.ndarray:
         params = {k: parameters[k] for k in models}
         seen = {k: v for k, v in params.items() if k not in set(held_out)}
-        artifact, _ = train_embedder(seen, training)
+        artifact, _ = train_embedder(seen, training, corpus={k: v for k, v in (corpus or {}).items() if k in seen})
         return np.stack([embed(params[k], artifact, embedding).token for k in models])
 
     return tokens_without

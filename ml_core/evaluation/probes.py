@@ -33,6 +33,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ml_core.weights import (
+    Corpus,
     EmbeddingConfig,
     ModelCard,
     ModelParameters,
@@ -204,15 +205,18 @@ def embedder_describer(
     parameters: Mapping[str, ModelParameters],
     training: WeightEmbedderConfig,
     embedding: EmbeddingConfig | None = None,
+    corpus: Corpus | None = None,
 ) -> Describer:
     """Trains the weight embedder on the training models' weights only (all of them: the fold already
-    holds models out, so the embedder's own validation split is set to none), then embeds every model."""
+    holds models out, so the embedder's own validation split is set to none), plus the ``corpus``
+    weights of those training models only (a held-out model's run stays unseen), then embeds every model."""
     embedding = embedding or EmbeddingConfig()
     training = replace(training, tokens=replace(training.tokens, val_fraction=0.0),
                        chunks=replace(training.chunks, val_fraction=0.0))
 
     def describe(train: Sequence[str]) -> dict[str, np.ndarray]:
-        artifact, _ = train_embedder({m: parameters[m] for m in train}, training)
+        artifact, _ = train_embedder({m: parameters[m] for m in train}, training,
+                                     corpus={m: corpus[m] for m in train if m in corpus} if corpus else None)
         return {m: embed(p, artifact, embedding).token for m, p in parameters.items()}
 
     return describe

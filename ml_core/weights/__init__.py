@@ -38,13 +38,16 @@ from ml_core.weights.autoencoder import (
     AutoEncoderTrainer,
     AutoEncoderTrainingConfig,
     ChunkNormalizer,
+    Corpus,
     chunk_quotas,
     evaluate_reconstruction,
     reconstruction_loss,
     sample_chunks,
     split_models,
     train_autoencoder,
+    with_corpus,
 )
+from ml_core.weights.corpus import CorpusError, discover_corpus, flatten_corpus
 from ml_core.weights.cards import TRANSFER_FIELDS, ModelCard, ModelCardError, library_architecture
 from ml_core.weights.checkpoints import (
     CHECKPOINT_SUFFIXES,
@@ -125,6 +128,8 @@ __all__ = [
     "CheckpointError",
     "CheckpointReader",
     "ChunkNormalizer",
+    "Corpus",
+    "CorpusError",
     "DepthwiseNet",
     "EmbeddingConfig",
     "EfficientNetLite0",
@@ -167,5 +172,8 @@ __all__ = [
     "split_models",
     "train_autoencoder",
     "unflatten",
+    "with_corpus",
+    "discover_corpus",
+    "flatten_corpus",
     "write_model_parameters",
 ]

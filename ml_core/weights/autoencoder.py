@@ -21,7 +21,7 @@ to the same level, and every model still gives at least one chunk while the budg
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -269,6 +269,21 @@ def split_models(names: list[str], val_fraction: float, seed: int) -> tuple[list
     return [n for n in names if n not in val], val
 
 
+#: Extra weights per model, e.g. the intermediate checkpoints of the run that trained it: ``{model: [params]}``.
+Corpus = Mapping[str, Sequence[ModelParameters]]
+
+
+def with_corpus(models: Mapping[str, ModelParameters], names: list[str], corpus: Corpus | None
+                ) -> tuple[dict[str, ModelParameters], list[str]]:
+    """The named models plus the corpus weights of each of them (named ``<model>#<i>``), and their names:
+    a model's corpus goes wherever the model goes, so weights of one run never sit on both sides of a
+    train / validation split or of a held-out fold."""
+    out = {n: models[n] for n in names}
+    for name in names:
+        out.update({f"{name}#{i}": extra for i, extra in enumerate((corpus or {}).get(name, ()))})
+    return out, list(out)
+
+
 def _stack(
     models: dict[str, ModelParameters], quotas: dict[str, int], rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -288,10 +303,12 @@ def _stack(
 
 
 def train_autoencoder(
-    models: dict[str, ModelParameters], config: AutoEncoderTrainingConfig, out_dir: Path | None = None
+    models: dict[str, ModelParameters], config: AutoEncoderTrainingConfig, out_dir: Path | None = None,
+    corpus: Corpus | None = None,
 ) -> tuple[AutoEncoderArtifact, TrainingHistory]:
     """Train on a bounded sample of chunks of every model (split by model; see :func:`chunk_quotas`);
-    returns the artifact and history."""
+    returns the artifact and history. ``corpus``: extra training weights of the models on the training
+    side of the split (:func:`with_corpus`); validation reads the held-out models alone."""
     if not models:
         raise ValueError("no models to train the autoencoder on")
     if config.max_total_chunks < 1:
@@ -301,6 +318,9 @@ def train_autoencoder(
         raise ValueError(f"chunk sizes {sorted(chunk_sizes)} do not match the autoencoder input {config.model.input_dim}")
     rng = np.random.default_rng(config.seed)
     train_names, val_names = split_models(list(models), config.val_fraction, config.seed)
+    model_names = train_names
+    train_models, train_names = with_corpus(models, train_names, corpus)
+    models = {**models, **train_models}
     train_budget, val_budget = split_budget(config.max_total_chunks, len(train_names), len(val_names))
     train_quotas = chunk_quotas({n: models[n].n_chunks for n in train_names}, train_budget,
                                 config.max_chunks_per_model, rng)
@@ -327,8 +347,9 @@ def train_autoencoder(
     model.eval()
     eval_loader = val_loader or DataLoader(train_loader.dataset, batch_size=config.batch_size, shuffle=False)
     info = {
-        "train_models": train_names,
+        "train_models": model_names,
         "val_models": val_names,
+        "n_corpus_models": len(train_names) - len(model_names),
         "n_train_chunks": int(len(x_train)),
         "n_val_chunks": int(n_val_chunks),
         **evaluate_reconstruction(model, eval_loader, "val" if val_loader is not None else "train"),

@@ -21,7 +21,7 @@ from ml_core.artifacts import as_upath
 from ml_core.trainer import TrainingHistory
 from ml_core.weights import autoencoder as chunk_module
 from ml_core.weights import token_encoder as token_module
-from ml_core.weights.autoencoder import AutoEncoderArtifact, AutoEncoderTrainingConfig, train_autoencoder
+from ml_core.weights.autoencoder import AutoEncoderArtifact, AutoEncoderTrainingConfig, Corpus, train_autoencoder
 from ml_core.weights.parameters import ModelParameters
 from ml_core.weights.token_encoder import TokenEncoderArtifact, TokenEncoderTrainingConfig, train_token_encoder
 
@@ -47,13 +47,16 @@ class WeightEmbedderConfig:
 
 
 def train_embedder(
-    models: dict[str, ModelParameters], config: WeightEmbedderConfig, out_dir: Path | None = None
+    models: dict[str, ModelParameters], config: WeightEmbedderConfig, out_dir: Path | None = None,
+    corpus: Corpus | None = None,
 ) -> tuple[WeightEmbedder, TrainingHistory]:
-    """Train the embedder ``config.method`` names on ``models`` (split into train / validation by model)."""
+    """Train the embedder ``config.method`` names on ``models`` (split into train / validation by model),
+    plus, for each model on the training side, its ``corpus`` weights (e.g. its run's intermediate
+    checkpoints), which are never embedded or ranked."""
     if config.method == "token_encoder":
-        return train_token_encoder(models, config.tokens, out_dir)
+        return train_token_encoder(models, config.tokens, out_dir, corpus)
     if config.method == "chunk_autoencoder":
-        return train_autoencoder(models, config.chunks, out_dir)
+        return train_autoencoder(models, config.chunks, out_dir, corpus)
     raise ValueError(f"unknown weight embedder {config.method!r} (token_encoder or chunk_autoencoder)")
 
 

@@ -41,7 +41,7 @@ from torch import nn
 from ml_core.artifacts import as_upath, read_json, write_json
 from ml_core.configs import config_from_dict, config_to_dict
 from ml_core.trainer import BaseTrainer, TrainerConfig, TrainingHistory, load_weights, save_weights
-from ml_core.weights.autoencoder import relative_error, split_models
+from ml_core.weights.autoencoder import Corpus, relative_error, split_models, with_corpus
 from ml_core.weights.parameters import ModelParameters
 from ml_core.weights.permutations import TokenPermuter, model_permutation_groups
 from ml_core.weights.weight_tokens import N_POSITION_FEATURES, WeightTokens, model_tensor_tokens
@@ -389,14 +389,18 @@ def token_corpus(models: dict[str, ModelParameters], names: list[str], config: T
 
 
 def train_token_encoder(
-    models: dict[str, ModelParameters], config: TokenEncoderTrainingConfig, out_dir: Path | None = None
+    models: dict[str, ModelParameters], config: TokenEncoderTrainingConfig, out_dir: Path | None = None,
+    corpus: Corpus | None = None,
 ) -> tuple[TokenEncoderArtifact, TrainingHistory]:
-    """Train on the token samples of the training models (split by model); returns artifact and history."""
+    """Train on the token samples of the training models (split by model); returns artifact and history.
+    ``corpus``: extra training weights of the models on the training side of the split
+    (:func:`~ml_core.weights.autoencoder.with_corpus`); validation reads the held-out models alone."""
     if not models:
         raise ValueError("no models to train the token encoder on")
     rng = np.random.default_rng(config.seed)
     train_names, val_names = split_models(list(models), config.val_fraction, config.seed)
-    train_corpus, train_permuters = token_samples(models, train_names, config, rng)
+    train_models, train_runs = with_corpus(models, train_names, corpus)
+    train_corpus, train_permuters = token_samples(train_models, train_runs, config, rng)
     train_loader = WindowSampler(train_corpus, config, config.steps_per_epoch, config.seed, train_permuters)
     val_loader, val_corpus = None, []
     if val_names:
@@ -409,6 +413,7 @@ def train_token_encoder(
     artifact = TokenEncoderArtifact(model=model, info={}, training=config)
     split = "val" if val_corpus else "train"
     artifact.info = {"train_models": train_names, "val_models": val_names,
+                     "n_corpus_models": len(train_runs) - len(train_names),
                      "n_train_tokens": int(sum(len(t) for t in train_corpus)), "eval_split": split,
                      **reconstruction_error(artifact, val_corpus or train_corpus)}
     return artifact, history
