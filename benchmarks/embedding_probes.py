@@ -65,6 +65,9 @@ def main() -> None:
                         "default: the world's snapshots/ beside --zoo, where there is one); 'none': no corpus")
     parser.add_argument("--corpus-cache", default=None, help="where the corpus is flattened once (default: "
                         "<store>/../corpus_parameters)")
+    parser.add_argument("--corpus-negatives", choices=["yes", "no"], default=None,
+                        help="for embedding+corpus: do a run's other checkpoints count among a window's contrastive "
+                        "negatives (default: as the store's autoencoder config says)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["other_views", "chunk_autoencoder"],
                         help="leave out these extra describers (each costs one embedder training per fold and seed)")
     args = parser.parse_args()
@@ -82,8 +85,12 @@ def main() -> None:
         variant = (f"embedding_{other}", dataclasses.replace(training, tokens=dataclasses.replace(training.tokens, permutation=other)))
         extra[variant[0]] = lambda seed: embedder_describer(params, variant[1].with_seed(seed))
     corpus = open_corpus(args, set(params))
+    corpus_training = training
+    if args.corpus_negatives is not None:
+        corpus_training = dataclasses.replace(training, tokens=dataclasses.replace(
+            training.tokens, corpus_negatives=args.corpus_negatives == "yes"))
     if corpus:
-        extra["embedding+corpus"] = lambda seed: embedder_describer(params, training.with_seed(seed), corpus=corpus)
+        extra["embedding+corpus"] = lambda seed: embedder_describer(params, corpus_training.with_seed(seed), corpus=corpus)
     if "chunk_autoencoder" not in args.skip:
         extra["chunk_autoencoder"] = lambda seed: embedder_describer(params, BASELINE.with_seed(seed), BASELINE_POOLING)
     frame = run_probes(params, properties, training, ProbeConfig(n_folds=args.folds, seeds=tuple(args.seeds)),
@@ -95,7 +102,8 @@ def main() -> None:
     print(f"embedding probes | commit {commit()} | seeds {args.seeds} | store {args.store}")
     if corpus:
         print(f"corpus: {sum(map(len, corpus.values()))} checkpoints of {len(corpus)} models ({args.corpus}); "
-              "each fold trains embedding+corpus on the training models' corpus only")
+              "each fold trains embedding+corpus on the training models' corpus only; a run's other checkpoints "
+              f"{'are' if corpus_training.tokens.corpus_negatives else 'are not'} contrastive negatives")
     print(f"{len(params)} models, {args.folds} model folds per seed; embedder: {training.method}"
           f"{f' (views: {training.tokens.permutation})' if training.method == 'token_encoder' else ''}; "
           f"{seconds:.0f} s on this CPU")
@@ -123,7 +131,7 @@ def main() -> None:
             print(f"  {prop:16s} {diff.mean():+.3f}   higher in {int((diff > 0).sum())}/{len(diff)} seeds   "
                   f"per seed {' '.join(f'{d:+.3f}' for d in diff)}")
     runs = [("embedding", training, None)] + ([(*variant, None)] if variant else [])
-    runs += [("embedding+corpus", training, corpus)] if corpus else []
+    runs += [("embedding+corpus", corpus_training, corpus)] if corpus else []
     print("\ntraining the embedder on all the models once (as the autoencoder asset does), seed 0:")
     for name, config, extra_weights in runs:
         tic = time.perf_counter()
@@ -133,7 +141,7 @@ def main() -> None:
               f"held-out relative MSE {artifact.info['relative_mse']:.4f}")
     if args.ranking:
         print()
-        ranking_comparison(data, params, training, args.seeds, corpus)
+        ranking_comparison(data, params, training, args.seeds, corpus, corpus_training)
 
 
 def open_corpus(args: argparse.Namespace, models: set[str]) -> dict:
@@ -150,11 +158,12 @@ def open_corpus(args: argparse.Namespace, models: set[str]) -> dict:
     return flatten_corpus(found, cache)
 
 
-def ranking_comparison(data, params, training: WeightEmbedderConfig, seeds: list[int], corpus: dict) -> None:  # noqa: ANN001
+def ranking_comparison(data, params, training: WeightEmbedderConfig, seeds: list[int], corpus: dict,  # noqa: ANN001
+                       corpus_training: WeightEmbedderConfig) -> None:
     """Leave-models-out test weighted tau of the default ranker with each embedder's tokens, paired by fold."""
     rows = []
     embedders = [("embedding", training, EmbeddingConfig(), None)]
-    embedders += [("embedding+corpus", training, EmbeddingConfig(), corpus)] if corpus else []
+    embedders += [("embedding+corpus", corpus_training, EmbeddingConfig(), corpus)] if corpus else []
     embedders += [("chunk_autoencoder", BASELINE, BASELINE_POOLING, None)]
     for name, config, pooling, extra_weights in embedders:
         for seed in seeds:

@@ -58,9 +58,10 @@ def _corpus_folder(tmp_path):
 
 def test_with_corpus_keeps_a_run_on_its_models_side():
     models = {"a": "A", "b": "B", "c": "C"}
-    out, names = with_corpus(models, ["a", "c"], {"a": ["a1", "a2"], "b": ["b1"]})
-    assert out == {"a": "A", "c": "C", "a#0": "a1", "a#1": "a2"} and names == ["a", "c", "a#0", "a#1"]
-    assert with_corpus(models, ["b"], None) == ({"b": "B"}, ["b"])
+    out, keys, runs = with_corpus(models, ["a", "c"], {"a": ["a1", "a2"], "b": ["b1"]})
+    assert list(out.values()) == ["A", "C", "a1", "a2"] and keys == list(out) and runs == ["a", "c", "a", "a"]
+    assert keys[:2] == ["a", "c"] and not set(keys[2:]) & set(models)  # a corpus key is never a model's name
+    assert with_corpus(models, ["b"], None) == ({"b": "B"}, ["b"], ["b"])
 
 
 def test_discover_and_flatten_once(tmp_path):
@@ -126,3 +127,29 @@ def test_the_embedder_trains_on_the_corpus_of_its_training_models_only(tmp_path,
     again, _ = train_embedder(models, config, corpus=only_val)
     assert again.info["n_corpus_models"] == 0
     np.testing.assert_allclose(embed(models["m0"], again).token, embed(models["m0"], plain).token)
+
+
+def test_a_runs_other_checkpoints_can_be_left_out_of_its_negatives():
+    from ml_core.weights.token_encoder import nt_xent
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(4, 8, generator=g)
+    b = a + 0.1 * torch.randn(4, 8, generator=g)
+    a[1], b[1] = a[0] + 0.01, b[0] + 0.01  # rows 0 and 1: two checkpoints of one run, nearly the same weights
+    distinct, same = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 0, 2, 3])
+    torch.testing.assert_close(nt_xent(a, b, 0.1, distinct), nt_xent(a, b, 0.1))  # no shared run: plain NT-Xent
+    # as negatives, the near-duplicate rows make each other's positive hard to pick; left out, they do not
+    assert nt_xent(a, b, 0.1, same) < nt_xent(a, b, 0.1) - 0.3
+
+
+def test_the_sampler_labels_each_window_with_its_run(tmp_path):
+    from ml_core.weights.token_encoder import WindowSampler, token_samples
+
+    models = {f"m{i}": _params(tmp_path, f"m{i}", i) for i in range(2)}
+    corpus = {"m0": [_params(tmp_path, "m0_s", 7)], "m1": [_params(tmp_path, "m1_s", 8)]}
+    config = TRAINING.tokens
+    found, keys, runs = with_corpus(models, ["m0", "m1"], corpus)
+    samples, _ = token_samples(found, keys, config, np.random.default_rng(0))
+    sampler = WindowSampler(samples, config, 2, 0, runs=[["m0", "m1"].index(r) for r in runs])
+    batch = next(iter(sampler))
+    assert sorted(batch["run"].tolist()) == [0, 0, 1, 1]  # all four samples drawn, each with its run

@@ -274,14 +274,18 @@ Corpus = Mapping[str, Sequence[ModelParameters]]
 
 
 def with_corpus(models: Mapping[str, ModelParameters], names: list[str], corpus: Corpus | None
-                ) -> tuple[dict[str, ModelParameters], list[str]]:
-    """The named models plus the corpus weights of each of them (named ``<model>#<i>``), and their names:
-    a model's corpus goes wherever the model goes, so weights of one run never sit on both sides of a
-    train / validation split or of a held-out fold."""
+                ) -> tuple[dict[str, ModelParameters], list[str], list[str]]:
+    """The named models plus the corpus weights of each of them, their keys, and the model each key's
+    weights belong to (the run): a model's corpus goes wherever the model goes, so weights of one run
+    never sit on both sides of a train / validation split or of a held-out fold. A corpus key is
+    ``<model>\x00<i>``, which no file-named model can have."""
     out = {n: models[n] for n in names}
+    runs = list(names)
     for name in names:
-        out.update({f"{name}#{i}": extra for i, extra in enumerate((corpus or {}).get(name, ()))})
-    return out, list(out)
+        for i, extra in enumerate((corpus or {}).get(name, ())):
+            out[f"{name}\x00{i}"] = extra
+            runs.append(name)
+    return out, list(out), runs
 
 
 def _stack(
@@ -319,7 +323,7 @@ def train_autoencoder(
     rng = np.random.default_rng(config.seed)
     train_names, val_names = split_models(list(models), config.val_fraction, config.seed)
     model_names = train_names
-    train_models, train_names = with_corpus(models, train_names, corpus)
+    train_models, train_names, _ = with_corpus(models, train_names, corpus)
     models = {**models, **train_models}
     train_budget, val_budget = split_budget(config.max_total_chunks, len(train_names), len(val_names))
     train_quotas = chunk_quotas({n: models[n].n_chunks for n in train_names}, train_budget,

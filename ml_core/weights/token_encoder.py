@@ -16,7 +16,9 @@ states through ``Linear(d_model, code_dim)``. Two heads train it:
   them, which the encoder, reading a set of tokens, cannot see; ``neurons`` applies an independent
   random function-preserving neuron permutation to each view, :mod:`~ml_core.weights.permutations`,
   and re-tokenizes the permuted weights), are pulled together through a projection head and pushed
-  from the other models' windows in the batch.
+  from the other models' windows in the batch. With a corpus (other checkpoints of a model's own
+  training run, :func:`~ml_core.weights.autoencoder.with_corpus`), ``corpus_negatives=False`` leaves
+  the windows of the same run out of each other's negatives: they are neither pulled nor pushed.
 
 A model's embedding is the mean of the codes of all its windows (weighted by real tokens), overall
 and per contiguous depth segment, so it does not depend on the model's size: see :func:`embed_tokens`.
@@ -135,6 +137,7 @@ class TokenEncoderTrainingConfig:
     token_dropout: float = 0.1
     view_distance: int = 4  # the second view starts within this many windows of the first
     permutation: ViewPermutation = "rows"
+    corpus_negatives: bool = True  # a run's other checkpoints count among a window's negatives
     max_tokens_per_model: int = 8192
     max_total_tokens: int = 1_048_576
     val_fraction: float = 0.2
@@ -196,10 +199,12 @@ class WindowSampler:
     """Draws batches of paired views from the token samples of a set of models (see module docstring)."""
 
     def __init__(self, corpus: list[WeightTokens], config: TokenEncoderTrainingConfig, steps: int, seed: int,
-                 permuters: list[TokenPermuter | None] | None = None):
+                 permuters: list[TokenPermuter | None] | None = None, runs: list[int] | None = None):
         permuters = permuters or [None] * len(corpus)
+        runs = list(range(len(corpus))) if runs is None else runs  # which training run each sample is of
         self.corpus = [c for c in corpus if len(c)]
         self.permuters = [p for c, p in zip(corpus, permuters, strict=True) if len(c)]
+        self.runs = [r for c, r in zip(corpus, runs, strict=True) if len(c)]
         self.config = config
         self.steps = steps
         self.seed = seed
@@ -256,6 +261,7 @@ class WindowSampler:
             out[f"present{v}"] = torch.from_numpy(present)
             out[f"hidden{v}"] = torch.from_numpy(hidden)
             out[f"value_mask{v}"] = torch.from_numpy(value_mask)
+        out["run"] = torch.as_tensor([self.runs[m] for m in picks])
         return out
 
     def __iter__(self):
@@ -278,13 +284,18 @@ class FixedBatches:
         return iter(self.batches)
 
 
-def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Symmetric InfoNCE between paired rows of ``a (B, D)`` and ``b (B, D)``."""
+def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float, runs: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric InfoNCE between paired rows of ``a (B, D)`` and ``b (B, D)``. ``runs (B,)``: rows of
+    the same run are not negatives of each other (only the paired row is their positive)."""
     a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
     z = torch.cat([a, b])
     sim = z @ z.T / temperature
-    sim.fill_diagonal_(float("-inf"))
     n = len(a)
+    if runs is not None:
+        both = torch.cat([runs, runs]).to(sim.device)
+        pair = torch.arange(2 * n, device=sim.device).remainder(n)
+        sim = sim.masked_fill((both[:, None] == both[None, :]) & (pair[:, None] != pair[None, :]), float("-inf"))
+    sim.fill_diagonal_(float("-inf"))
     target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(sim.device)
     return F.cross_entropy(sim, target)
 
@@ -307,7 +318,8 @@ class TokenEncoderTrainer(BaseTrainer):
             recon_losses.append((((recon - values) ** 2) * real).sum() / real.sum().clamp_min(1.0))
             codes.append(self.model.projection(code))
         reconstruction = torch.stack(recon_losses).mean()
-        contrastive = nt_xent(codes[0], codes[1], self.training.temperature)
+        runs = None if self.training.corpus_negatives else batch.get("run")
+        contrastive = nt_xent(codes[0], codes[1], self.training.temperature, runs)
         self._last_batch_metrics = {"reconstruction": reconstruction.item(), "contrastive": contrastive.item()}
         return reconstruction + self.training.contrastive_weight * contrastive
 
@@ -399,9 +411,10 @@ def train_token_encoder(
         raise ValueError("no models to train the token encoder on")
     rng = np.random.default_rng(config.seed)
     train_names, val_names = split_models(list(models), config.val_fraction, config.seed)
-    train_models, train_runs = with_corpus(models, train_names, corpus)
-    train_corpus, train_permuters = token_samples(train_models, train_runs, config, rng)
-    train_loader = WindowSampler(train_corpus, config, config.steps_per_epoch, config.seed, train_permuters)
+    train_models, train_keys, train_runs = with_corpus(models, train_names, corpus)
+    train_corpus, train_permuters = token_samples(train_models, train_keys, config, rng)
+    run_ids = [train_names.index(run) for run in train_runs]
+    train_loader = WindowSampler(train_corpus, config, config.steps_per_epoch, config.seed, train_permuters, run_ids)
     val_loader, val_corpus = None, []
     if val_names:
         val_corpus, val_permuters = token_samples(models, val_names, config, rng)
@@ -413,7 +426,7 @@ def train_token_encoder(
     artifact = TokenEncoderArtifact(model=model, info={}, training=config)
     split = "val" if val_corpus else "train"
     artifact.info = {"train_models": train_names, "val_models": val_names,
-                     "n_corpus_models": len(train_runs) - len(train_names),
+                     "n_corpus_models": len(train_keys) - len(train_names),
                      "n_train_tokens": int(sum(len(t) for t in train_corpus)), "eval_split": split,
                      **reconstruction_error(artifact, val_corpus or train_corpus)}
     return artifact, history
