@@ -25,10 +25,12 @@ embedder's tokens, beside source similarity, the prior and LogME, paired by fold
     .venv/bin/python -m benchmarks.embedding_probes                       # after `make demo`
     .venv/bin/python -m benchmarks.embedding_probes --seeds 0 1 2 --ranking
     .venv/bin/python -m benchmarks.embedding_probes --corpus none       # no corpus describer
+    .venv/bin/python -m benchmarks.embedding_probes --corpus-negatives no --corpus-from-epoch 7 --skip other_views
 """
 
 import argparse
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -65,6 +67,8 @@ def main() -> None:
                         "default: the world's snapshots/ beside --zoo, where there is one); 'none': no corpus")
     parser.add_argument("--corpus-cache", default=None, help="where the corpus is flattened once (default: "
                         "<store>/../corpus_parameters)")
+    parser.add_argument("--corpus-from-epoch", type=int, default=0,
+                        help="only corpus checkpoints whose card says at least this many pre-training epochs")
     parser.add_argument("--corpus-negatives", choices=["yes", "no"], default=None,
                         help="for embedding+corpus: do a run's other checkpoints count among a window's contrastive "
                         "negatives (default: as the store's autoencoder config says)")
@@ -153,9 +157,16 @@ def open_corpus(args: argparse.Namespace, models: set[str]) -> dict:
         if not default.is_dir():
             return {}
         args.corpus = str(default)
-    found = {m: paths for m, paths in discover_corpus(Path(args.corpus)).items() if m in models}
+    found = {m: [p for p in paths if _epochs(p) >= args.corpus_from_epoch]
+             for m, paths in discover_corpus(Path(args.corpus)).items() if m in models}
     cache = Path(args.corpus_cache) if args.corpus_cache else Path(args.store).parent / "corpus_parameters"
     return flatten_corpus(found, cache)
+
+
+def _epochs(checkpoint: Path) -> int:
+    """The pre-training epochs a corpus checkpoint's card records (0 without a card or the field)."""
+    card = checkpoint.with_suffix(".json")
+    return int(json.loads(card.read_text()).get("pretrain_epochs") or 0) if card.is_file() else 0
 
 
 def ranking_comparison(data, params, training: WeightEmbedderConfig, seeds: list[int], corpus: dict,  # noqa: ANN001
