@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("--corpus-negatives", choices=["yes", "no"], default=None,
                         help="for embedding+corpus: do a run's other checkpoints count among a window's contrastive "
                         "negatives (default: as the store's autoencoder config says)")
+    parser.add_argument("--corpus-views", choices=["checkpoint", "run"], default=None,
+                        help="for embedding+corpus: 'run' draws a window's second view from any checkpoint of its run")
     parser.add_argument("--skip", nargs="*", default=[], choices=["other_views", "chunk_autoencoder"],
                         help="leave out these extra describers (each costs one embedder training per fold and seed)")
     args = parser.parse_args()
@@ -93,6 +95,9 @@ def main() -> None:
     if args.corpus_negatives is not None:
         corpus_training = dataclasses.replace(training, tokens=dataclasses.replace(
             training.tokens, corpus_negatives=args.corpus_negatives == "yes"))
+    if args.corpus_views is not None:
+        corpus_training = dataclasses.replace(corpus_training, tokens=dataclasses.replace(
+            corpus_training.tokens, corpus_views=args.corpus_views))
     if corpus:
         extra["embedding+corpus"] = lambda seed: embedder_describer(params, corpus_training.with_seed(seed), corpus=corpus)
     if "chunk_autoencoder" not in args.skip:

@@ -138,6 +138,7 @@ class TokenEncoderTrainingConfig:
     view_distance: int = 4  # the second view starts within this many windows of the first
     permutation: ViewPermutation = "rows"
     corpus_negatives: bool = True  # a run's other checkpoints count among a window's negatives
+    corpus_views: Literal["checkpoint", "run"] = "checkpoint"  # "run": a second view may be another checkpoint of the run
     max_tokens_per_model: int = 8192
     max_total_tokens: int = 1_048_576
     val_fraction: float = 0.2
@@ -205,6 +206,9 @@ class WindowSampler:
         self.corpus = [c for c in corpus if len(c)]
         self.permuters = [p for c, p in zip(corpus, permuters, strict=True) if len(c)]
         self.runs = [r for c, r in zip(corpus, runs, strict=True) if len(c)]
+        self.members: dict[int, list[int]] = {}
+        for i, run in enumerate(self.runs):
+            self.members.setdefault(run, []).append(i)
         self.config = config
         self.steps = steps
         self.seed = seed
@@ -249,9 +253,13 @@ class WindowSampler:
             tokens = self.corpus[model]
             last = max(len(tokens) - w, 0)
             first = int(rng.integers(last + 1))
-            second = int(np.clip(first + rng.integers(-c.view_distance * w, c.view_distance * w + 1), 0, last))
+            other = model
+            if c.corpus_views == "run":  # the second view from any checkpoint of the same run, at the same place
+                other = int(rng.choice(self.members[self.runs[model]]))
+            last_other = max(len(self.corpus[other]) - w, 0)
+            second = int(np.clip(first + rng.integers(-c.view_distance * w, c.view_distance * w + 1), 0, last_other))
             views[0].append(self._window(model, first, rng, True))
-            views[1].append(self._window(model, second, rng, True))
+            views[1].append(self._window(other, second, rng, True))
         out: dict[str, torch.Tensor] = {}
         for v, items in enumerate(views):
             values, positions, present, value_mask = (np.stack(x) for x in zip(*items, strict=True))
