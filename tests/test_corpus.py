@@ -153,3 +153,31 @@ def test_the_sampler_labels_each_window_with_its_run(tmp_path):
     sampler = WindowSampler(samples, config, 2, 0, runs=[["m0", "m1"].index(r) for r in runs])
     batch = next(iter(sampler))
     assert sorted(batch["run"].tolist()) == [0, 0, 1, 1]  # all four samples drawn, each with its run
+
+
+def test_run_views_pair_a_window_with_another_checkpoint_of_its_run(tmp_path):
+    import dataclasses
+
+    from ml_core.weights.token_encoder import WindowSampler, token_samples
+
+    models = {"m0": _params(tmp_path, "m0", 0)}
+    corpus = {"m0": [_params(tmp_path, f"m0_s{k}", 10 + k) for k in range(3)]}
+    found, keys, runs = with_corpus(models, ["m0"], corpus)
+
+    def second_views(views: str) -> set[bytes]:
+        config = dataclasses.replace(TRAINING.tokens, corpus_views=views, noise_std=0.0, token_dropout=0.0,
+                                     batch_size=1, view_distance=0)
+        samples, _ = token_samples(found, keys, config, np.random.default_rng(0))
+        sampler = WindowSampler(samples, config, 40, 0, runs=[0] * len(runs))
+        w = config.model.window
+        # every window of every sample, as its sorted values (the row-shuffle view reorders tokens, not values)
+        where = {np.sort(smp.values[start : start + w], axis=None).tobytes(): k
+                 for k, smp in enumerate(samples) for start in range(len(smp) - w + 1)}
+        pairs = set()
+        for batch in sampler:
+            a, b = (np.sort(batch[f"values{v}"][0].numpy(), axis=None).tobytes() for v in (0, 1))
+            pairs.add((where[a], where[b]))
+        return pairs
+
+    assert all(i == j for i, j in second_views("checkpoint"))  # a view's twin is from its own checkpoint
+    assert any(i != j for i, j in second_views("run"))  # with run views, from another checkpoint of the run
