@@ -90,14 +90,11 @@ def main() -> None:
         other = "neurons" if training.tokens.permutation == "rows" else "rows"
         variant = (f"embedding_{other}", dataclasses.replace(training, tokens=dataclasses.replace(training.tokens, permutation=other)))
         extra[variant[0]] = lambda seed: embedder_describer(params, variant[1].with_seed(seed))
-    corpus = open_corpus(args, set(params))
-    corpus_training = training
-    if args.corpus_negatives is not None:
-        corpus_training = dataclasses.replace(training, tokens=dataclasses.replace(
-            training.tokens, corpus_negatives=args.corpus_negatives == "yes"))
-    if args.corpus_views is not None:
-        corpus_training = dataclasses.replace(corpus_training, tokens=dataclasses.replace(
-            corpus_training.tokens, corpus_views=args.corpus_views))
+    corpus_dir, corpus = open_corpus(args, set(params))
+    changes = {"corpus_negatives": None if args.corpus_negatives is None else args.corpus_negatives == "yes",
+               "corpus_views": args.corpus_views}
+    corpus_training = dataclasses.replace(training, tokens=dataclasses.replace(
+        training.tokens, **{k: v for k, v in changes.items() if v is not None}))
     if corpus:
         extra["embedding+corpus"] = lambda seed: embedder_describer(params, corpus_training.with_seed(seed), corpus=corpus)
     if "chunk_autoencoder" not in args.skip:
@@ -110,7 +107,7 @@ def main() -> None:
 
     print(f"embedding probes | commit {commit()} | seeds {args.seeds} | store {args.store}")
     if corpus:
-        print(f"corpus: {sum(map(len, corpus.values()))} checkpoints of {len(corpus)} models ({args.corpus}); "
+        print(f"corpus: {sum(map(len, corpus.values()))} checkpoints of {len(corpus)} models ({corpus_dir}); "
               "each fold trains embedding+corpus on the training models' corpus only; a run's other checkpoints "
               f"{'are' if corpus_training.tokens.corpus_negatives else 'are not'} contrastive negatives")
     print(f"{len(params)} models, {args.folds} model folds per seed; embedder: {training.method}"
@@ -153,19 +150,16 @@ def main() -> None:
         ranking_comparison(data, params, training, args.seeds, corpus, corpus_training)
 
 
-def open_corpus(args: argparse.Namespace, models: set[str]) -> dict:
-    """The flattened corpus of ``--corpus`` (or the world's ``snapshots/``), for the zoo's models only."""
-    if args.corpus == "none":
-        return {}
-    if args.corpus is None:
-        default = Path(args.zoo).parent / "snapshots"
-        if not default.is_dir():
-            return {}
-        args.corpus = str(default)
+def open_corpus(args: argparse.Namespace, models: set[str]) -> tuple[Path | None, dict]:
+    """The folder of ``--corpus`` (or the world's ``snapshots/``) and its flattened corpus, for the zoo's
+    models only; ``(None, {})`` when there is none."""
+    folder = None if args.corpus == "none" else Path(args.corpus or Path(args.zoo).parent / "snapshots")
+    if folder is None or (args.corpus is None and not folder.is_dir()):
+        return None, {}
     found = {m: [p for p in paths if _epochs(p) >= args.corpus_from_epoch]
-             for m, paths in discover_corpus(Path(args.corpus)).items() if m in models}
+             for m, paths in discover_corpus(folder).items() if m in models}
     cache = Path(args.corpus_cache) if args.corpus_cache else Path(args.store).parent / "corpus_parameters"
-    return flatten_corpus(found, cache)
+    return folder, flatten_corpus(found, cache)
 
 
 def _epochs(checkpoint: Path) -> int:

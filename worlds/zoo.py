@@ -132,6 +132,11 @@ class Snapshot:
     source_accuracy: float
 
 
+def _state_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached, contiguous copy of ``model``'s state dict (what a checkpoint file holds)."""
+    return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+
+
 def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Top-1 accuracy of ``model`` (put in eval mode) on ``x`` ``(N, 3, H, W)``, labels ``y`` ``(N,)``."""
     model.eval()
@@ -174,8 +179,7 @@ def pretrain(spec: ZooSpec, scale: WorldScale, seed: int) -> tuple[torch.nn.Modu
                 optimizer.step()
                 schedule.step()
             if epoch in scale.snapshot_epochs and epoch < scale.pretrain_epochs:
-                state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-                snapshots.append(Snapshot(epoch, state, _accuracy(model, x_te, y_te)))
+                snapshots.append(Snapshot(epoch, _state_copy(model), _accuracy(model, x_te, y_te)))
         accuracy = _accuracy(model, x_te, y_te)
     return model, accuracy, snapshots
 
@@ -226,8 +230,7 @@ def train_and_save(spec: ZooSpec, scale: WorldScale, seed: int, zoo_dir: Path) -
     )
     logger.info("%s: source accuracy %.3f on %s", spec.name, accuracy, spec.source_task)
     save_snapshots(card, snapshots, zoo_dir.parent / SNAPSHOTS_DIR / spec.name)
-    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-    return _save(state, card, zoo_dir, fmt)
+    return _save(_state_copy(model), card, zoo_dir, fmt)
 
 
 def save_snapshots(card: ModelCard, snapshots: list[Snapshot], folder: Path) -> list[ModelCard]:
