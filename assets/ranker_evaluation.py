@@ -116,6 +116,7 @@ def ranker_evaluation(
                                                          "selected_priors": result.selected_priors,
                                                          "selected_budget": result.selected_budget,
                                                          "budget_validation": result.budget_validation,
+                                                         "selected_all_pass": result.selected_all_pass,
                                                          "folds": result.folds})
         with (directory / EVALUATION_PLOT_FILE).open("wb") as handle:
             evaluation_plot(result, handle)

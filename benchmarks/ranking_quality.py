@@ -58,10 +58,10 @@ from resources.settings import default_artifact_root, default_datasets_dir, defa
 #: the rows every world's line shows (besides the budget curve)
 HEADLINE = ("prior", "best_prior", "nearest_source_profile", "ranker", "logme", "probe", "two_stage")
 #: the baselines the methods are paired against
-BASELINES = ("best_prior", "prior", "nearest", "source_similarity", "logme", "probe")
+BASELINES = ("best_prior", "prior", "nearest", "source_similarity", "logme", "probe", "best_all_pass")
 #: the methods paired against each baseline (besides the budget rows)
 PAIRED = (*HEADLINE, "prior_size", "prior_source_accuracy", "nearest", "source_similarity", "weight_neighbours",
-          "source+weights", "h_score", "oracle_nearest")
+          "source+weights", "h_score", "probe+prior", "probe+logme+prior", "best_all_pass", "oracle_nearest")
 
 
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:
@@ -215,7 +215,8 @@ def print_choices(result: EvaluationResult) -> None:
         mark = "   <- selected" if name == result.selected_variant else ""
         print(f"  {name:40s} {value:+.3f}  ({per_protocol}){mark}")
     print(f"shortlist ('two_stage'): {result.selected_shortlist}; best data-free prior per protocol: "
-          f"{result.selected_priors}; budget setting ('budget@k'): {result.selected_budget}")
+          f"{result.selected_priors}; best all-pass method: {result.selected_all_pass or '-'}; "
+          f"budget setting ('budget@k'): {result.selected_budget}")
     best = sorted(result.budget_validation.items(), key=lambda kv: -kv[1])[:4]
     print("  best budget settings on validation: " + ", ".join(f"{k} {v:+.3f}" for k, v in best))
 
@@ -255,7 +256,7 @@ def print_budget_curve(test_rows: pd.DataFrame) -> None:
                          if name in per_method.index else "")
         print(f"| {curve} | " + " | ".join(cells) + " |")
     n = int(family["n_models"].iloc[0]) if "n_models" in family else 0
-    for method in ("probe", "logme", "two_stage"):
+    for method in ("probe", "logme", "probe+prior", "probe+logme+prior", "best_all_pass", "two_stage"):
         if method in per_method.index:
             print(f"  all-pass {method}: {per_method.loc[method, 'weighted_tau_truth']:+.3f} / "
                   f"{per_method.loc[method, 'top1_regret']:.1f}" + (f" ({n} passes)" if method != "two_stage" else ""))

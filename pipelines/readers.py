@@ -82,5 +82,6 @@ def materialized_evaluation(store: ArtifactStore) -> tuple[EvaluationResult, dic
         selected_variant=saved["selected_variant"], variant_validation=saved["variant_validation"],
         folds=saved.get("folds", []), selected_shortlist=saved.get("selected_shortlist", ""),
         shortlist_validation=saved.get("shortlist_validation", {}), selected_priors=saved.get("selected_priors", {}),
-        budget_validation=saved.get("budget_validation", {}), selected_budget=saved.get("selected_budget", ""))
+        budget_validation=saved.get("budget_validation", {}), selected_budget=saved.get("selected_budget", ""),
+        selected_all_pass=saved.get("selected_all_pass", ""))
     return result, artifact.manifest()["config"]

@@ -50,7 +50,7 @@ def test_a_budget_of_k_is_the_first_k_passes_of_a_longer_one():
     history = _history(seed=1)
     rng = np.random.default_rng(3)
     values = rng.random(20)
-    for selection in ("expected_gain", "top"):
+    for selection in ("expected_gain", "top", "uncertainty"):
         long = budgeted_ranking(history, lambda j: values[j], BudgetConfig(passes=6, selection=selection))
         short = budgeted_ranking(history, lambda j: values[j], BudgetConfig(passes=3, selection=selection))
         assert short.measured == long.measured[:3]
@@ -106,6 +106,24 @@ def test_expected_gain_prefers_the_uncertain_model_at_equal_mean_and_the_better_
     assert gain[2] == pytest.approx(0.1, abs=1e-3)  # sure to beat the best by 0.1
 
 
+def test_uncertainty_sampling_measures_what_the_history_knows_least_and_learns_the_ranking_from_it():
+    history = _history()
+    target = np.linspace(0.3, 0.9, 20)[::-1] + 0.01 * np.sin(np.arange(20))  # ranks like the odd rows
+    fresh = np.c_[history, np.full(len(history), np.nan)]  # model 20: no past result, the least known
+    config = BudgetConfig(passes=5, method="gaussian", noise=0.01, shrinkage=0.2, selection="uncertainty")
+    zoo = GaussianZoo(fresh, 0.2)
+    run = budgeted_ranking(fresh, lambda j: np.r_[target, 0.5][j], config)
+    assert run.measured[0] == 20 == int(np.argmax(np.diag(zoo.covariance)))
+    for k in range(1, 5):  # each next pass: the largest spread left after the passes before it
+        _, std = zoo.posterior(run.measured[:k], run.values[:k], config.noise)
+        std[run.measured[:k]] = -np.inf
+        assert run.measured[k] == int(np.argmax(std))
+    assert len(set(run.measured)) == 5 and weighted_tau(target, run.scores[:20]) > 0.9
+    # the predicted best is not what it chases: the expected gain measures other models
+    chasing = budgeted_ranking(fresh, lambda j: np.r_[target, 0.5][j], dataclasses.replace(config, selection="expected_gain"))
+    assert chasing.measured != run.measured
+
+
 @pytest.mark.parametrize("change", [{"passes": -1}, {"measured_weight": 1.5}, {"strength": -1.0},
                                     {"selection": "random"}, {"method": "oracle"}, {"noise": 0.0},
                                     {"shrinkage": 2.0}])
@@ -153,7 +171,8 @@ def test_evaluation_reports_the_priors_the_probe_and_a_budget_curve_chosen_on_va
     methods = set(rows["method"])
     assert {"prior_size", "prior_source_accuracy", "probe", "best_prior"} <= methods
     assert {f"budget@{k}" for k in range(3)} <= methods and "budget@3" not in methods  # a fifth of 10
-    assert {"budget:probe:expected_gain:mixture@1", "budget:probe:top:gaussian@2", "budget:logme:top:mixture@2"} <= methods
+    assert {"budget:probe:expected_gain:mixture@1", "budget:probe:top:gaussian@2", "budget:logme:top:mixture@2",
+            "budget:probe:uncertainty:gaussian@2", "budget:logme:uncertainty:mixture@1"} <= methods
     assert not any(m.startswith("budget:logme") and "gaussian" in m for m in methods)  # LogME is no accuracy
     assert not any(m.startswith(evaluation.BUDGET_GRID) for m in methods)  # the grid is kept as its choice
     assert (rows.loc[rows["method"] == "budget@2", "forward_passes"] == 2).all()
@@ -164,6 +183,13 @@ def test_evaluation_reports_the_priors_the_probe_and_a_budget_curve_chosen_on_va
     probe_rule = result.rows[result.rows["method"] == "budget:probe:top:gaussian@2"]
     assert probe_rule["weighted_tau_truth"].mean() > rows.loc[rows["method"] == "prior", "weighted_tau_truth"].mean()
     assert result.selected_priors["family"] in evaluation.PRIORS
+    # the all-pass methods, and the one validation prefers as the bar for a budget (leave-family-out only)
+    assert {"probe+prior", "probe+logme+prior", "best_all_pass"} <= methods
+    assert result.selected_all_pass in evaluation.ALL_PASS
+    bar = rows[rows["method"] == "best_all_pass"]
+    assert set(bar["protocol"]) == {"family"} and (bar["forward_passes"] == 10).all()
+    chosen_bar = rows[(rows["method"] == result.selected_all_pass) & (rows["protocol"] == "family")]
+    assert sorted(bar["weighted_tau_truth"]) == sorted(chosen_bar["weighted_tau_truth"])
     rule = result.selected_budget.split(" ")[0]
     assert rule.split(":")[0] in ("probe", "logme") and f"budget:{rule}@1" in methods
 
@@ -195,3 +221,6 @@ def test_the_budget_and_prior_choices_ignore_test_rows():
     assert scores == pytest.approx({"probe:top:mixture:s1:b0": 0.6, "probe:top:mixture:s2:b0": 0.4})
     best, priors = evaluation.select_priors(frame)
     assert priors == {"family": "prior_size"} and set(best["method"]) == {"best_prior"}
+    frame = pd.DataFrame(rows("probe", 0.2, 0.9) + rows("probe+prior", 0.5, 0.1) + rows("logme", 0.4, 0.9))
+    bar, chosen = evaluation.select_all_pass(frame)
+    assert chosen == "probe+prior" and bar["weighted_tau_truth"].tolist() == [0.5, 0.1]

@@ -187,6 +187,7 @@ def test_the_ranking_benchmark_reads_the_materialized_evaluation_only_if_its_con
     result, config = materialized_evaluation(store)
     saved = materialized(store, "ranker_evaluation").load()
     assert result.selected_variant == saved["selected_variant"] and config["models_folds"] == 2
+    assert result.selected_all_pass == saved["selected_all_pass"] != ""  # every choice validation made, read back
     summary = result.summary("test").reset_index(drop=True)
     pd.testing.assert_frame_equal(summary, pd.DataFrame(saved["summary"])[summary.columns], check_dtype=False)
     world = planned["world"]

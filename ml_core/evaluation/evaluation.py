@@ -22,7 +22,9 @@ leave-models-out) and is scored against the measured accuracies:
   says nothing, the other two still speak);
 * ``logme`` / ``h_score`` / ``probe`` -- forward-pass baselines: every evaluation model run on the
   target (``probe``: a 4-fold linear probe's accuracy on its features); ``probe+prior``: the sum of the
-  z-scored probe and prior (leave-family-out), the strongest all-pass method measured here;
+  z-scored probe and prior, and ``probe+logme+prior`` with LogME's z-score too (leave-family-out: both
+  LogME and the probe come from the same forward pass); ``best_all_pass`` is whichever of the four
+  validation prefers (leave-family-out), the bar a budget of forward passes is measured against;
 * ``budget@<k>`` -- a budget of ``k`` forward passes (:mod:`ml_core.ranking.budget`; leave-family-out
   only): ``k`` models measured one at a time by a proxy (the linear probe or LogME), the others
   predicted from how the training datasets' results co-vary with the measured ones; ``k = 0`` is the
@@ -224,7 +226,7 @@ class EvaluationConfig:
     budget_blends: tuple[float, ...] = (0.0, 0.5, 1.0)
     budget_noises: tuple[float, ...] = (0.02, 0.05, 0.1)
     budget_shrinkages: tuple[float, ...] = (0.0, 0.2, 0.5)
-    budget_selections: tuple[str, ...] = ("expected_gain", "top")
+    budget_selections: tuple[str, ...] = ("expected_gain", "top", "uncertainty")
     seed: int = 0
 
     def ranker_variants(self) -> dict[str, RankerTrainingConfig]:
@@ -247,6 +249,7 @@ class EvaluationResult:
     selected_priors: dict[str, str] = field(default_factory=dict)  # protocol -> the prior reported as "best_prior"
     budget_validation: dict[str, float] = field(default_factory=dict)  # budget setting -> validation score
     selected_budget: str = ""  # the proxy and selection rule reported as "budget@<k>"
+    selected_all_pass: str = ""  # the all-pass method reported as "best_all_pass"
 
     def summary(self, split: str = "test") -> pd.DataFrame:
         return summarize(self.rows[self.rows["split"] == split])
@@ -383,9 +386,12 @@ def evaluate_fold(
                 add("h_score", data.h_score[r], len(eval_idx), float(np.nansum(fwd[eval_idx])))
             if data.probe is not None:
                 add("probe", data.probe[r], len(eval_idx), float(np.nansum(fwd[eval_idx])))
-                if not held:  # the strongest all-pass method here: the probe's and the prior's opinions summed
+                if not held:  # the all-pass opinions summed: the probe's and the prior's, and LogME's
                     add("probe+prior", zscore(data.probe[r]) + zscore(prior_all), len(eval_idx),
                         float(np.nansum(fwd[eval_idx])))
+                    if data.logme is not None:  # the same features: no other forward pass
+                        add("probe+logme+prior", zscore(data.probe[r]) + zscore(data.logme[r]) + zscore(prior_all),
+                            len(eval_idx), float(np.nansum(fwd[eval_idx])))
             if not held:  # a budget of forward passes reads the history, which new models do not have
                 proxies = {"probe": data.probe, "logme": data.logme}
                 for proxy, table in proxies.items():
@@ -516,20 +522,36 @@ def select_budget(rows: pd.DataFrame) -> tuple[pd.DataFrame, str, dict[str, floa
 
 
 PRIORS = ("prior", "prior_size", "prior_source_accuracy")
+#: the methods that run every evaluated model on the target (leave-family-out), ``best_all_pass`` among them
+ALL_PASS = ("probe", "logme", "probe+prior", "probe+logme+prior")
 
 
-def select_priors(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Rows ``best_prior``: per protocol, the data-free prior (history, size or source accuracy) with the
-    best validation weighted tau on that protocol's folds, and which one it was."""
+def _select_best(rows: pd.DataFrame, candidates: Sequence[str], label: str,
+                 protocols: Sequence[str] | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Rows ``label``: per protocol (of ``protocols``, default every one), the method of ``candidates``
+    with the best validation weighted tau on that protocol's folds, and which one it was."""
     out, chosen = [], {}
-    for protocol in rows["protocol"].unique():
-        scores = {m: validation_score(rows, m, protocol) for m in PRIORS}
+    for protocol in rows["protocol"].unique() if protocols is None else protocols:
+        scores = {m: validation_score(rows, m, protocol) for m in candidates}
         scores = {m: v for m, v in scores.items() if not np.isnan(v)}
         if not scores:
             continue
         chosen[protocol] = _best(scores)
         out.append(rows[(rows["method"] == chosen[protocol]) & (rows["protocol"] == protocol)])
-    return (pd.concat(out, ignore_index=True).assign(method="best_prior") if out else rows.iloc[:0]), chosen
+    return (pd.concat(out, ignore_index=True).assign(method=label) if out else rows.iloc[:0]), chosen
+
+
+def select_priors(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Rows ``best_prior``: per protocol, the data-free prior (history, size or source accuracy) with the
+    best validation weighted tau on that protocol's folds, and which one it was."""
+    return _select_best(rows, PRIORS, "best_prior")
+
+
+def select_all_pass(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Rows ``best_all_pass``: the all-pass method of :data:`ALL_PASS` with the best leave-family-out
+    validation weighted tau (the bar for a budget of forward passes), and which one it was."""
+    best, chosen = _select_best(rows, ALL_PASS, "best_all_pass", protocols=("family",))
+    return best, chosen.get("family", "")
 
 
 def evaluation_folds(data: EvaluationData, config: EvaluationConfig) -> list[Fold]:
@@ -613,9 +635,11 @@ def evaluate(
         two_stage = pd.concat([two_stage, frame[(frame["method"] == f"two_stage:{selected}")
                                                 & (frame["protocol"] == "models")]])
     best_prior, priors = select_priors(frame)
+    best_all_pass, all_pass = select_all_pass(frame)
     budget, budget_choice, budget_validation = select_budget(frame)
     frame = frame[~frame["method"].str.startswith(BUDGET_GRID + ":")]  # the grid is kept as its chosen rows
     frame = frame.drop(columns=["_accuracy", "_scores"], errors="ignore")
-    frame = pd.concat([frame, chosen, two_stage.assign(method="two_stage"), best_prior, budget], ignore_index=True)
+    frame = pd.concat([frame, chosen, two_stage.assign(method="two_stage"), best_prior, best_all_pass, budget],
+                      ignore_index=True)
     return EvaluationResult(frame, selected, validation, [f.to_dict() for f in folds], shortlist,
-                            shortlist_validation, priors, budget_validation, budget_choice)
+                            shortlist_validation, priors, budget_validation, budget_choice, all_pass)

@@ -25,7 +25,10 @@ meta-learn from how models' results co-vary across past datasets:
   included, each trusted as far as the noise allows), the uncertainty the posterior spread.
 * **which model to measure next**: ``"expected_gain"`` -- the expected improvement over the best model
   found so far, ``E[max(0, y_j - y_best)]`` under ``N(mean_j, std_j)`` (the first pass goes to the
-  predicted best); ``"top"`` -- greedily the predicted best not yet measured.
+  predicted best); ``"top"`` -- greedily the predicted best not yet measured; ``"uncertainty"`` -- the
+  model whose result the history is least sure of (the largest ``std_j``, the first pass included):
+  uncertainty sampling, which spends the passes on learning the whole ranking rather than on finding
+  its best model (weighted tau scores the whole list, top-1 regret only its head).
 
 :func:`budgeted_ranking` runs the loop with any ``measure(j) -> float`` (the product runs a forward
 pass; the evaluation reads cached cells), so each choice sees the results before it.
@@ -42,8 +45,9 @@ import numpy as np
 
 from ml_core.ranking.baselines.prior import minmax_rows
 
-Selection = Literal["expected_gain", "top"]
+Selection = Literal["expected_gain", "top", "uncertainty"]
 Method = Literal["mixture", "gaussian"]
+SELECTIONS: tuple[str, ...] = ("expected_gain", "top", "uncertainty")
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,8 @@ class BudgetConfig:
             raise ValueError(f"measured_weight must be in [0, 1], got {self.measured_weight}")
         if self.strength < 0:
             raise ValueError(f"strength must be >= 0, got {self.strength}")
-        if self.selection not in ("expected_gain", "top"):
-            raise ValueError(f"selection must be 'expected_gain' or 'top', got {self.selection!r}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
         if self.method not in ("mixture", "gaussian"):
             raise ValueError(f"method must be 'mixture' or 'gaussian', got {self.method!r}")
         if self.noise <= 0 or not 0.0 <= self.shrinkage <= 1.0:
@@ -254,8 +258,10 @@ def budgeted_ranking(history: np.ndarray, measure: Callable[[int], float], confi
 def _next_model(current: np.ndarray, std: np.ndarray, measured: list[int], tried: set[int],
                 selection: Selection) -> int:
     """The next model to measure: the largest expected gain over the best measured one (the predicted best
-    first), or the predicted best not yet tried."""
+    first), the predicted best not yet tried, or the least certain one not yet tried."""
     open_ = np.array([j not in tried for j in range(len(current))])
+    if selection == "uncertainty":
+        return int(np.argmax(np.where(open_, std, -np.inf)))
     if selection == "expected_gain" and measured:
         gain = expected_gain(current, std, float(np.max(current[measured])))
         return int(np.argmax(np.where(open_, gain, -np.inf)))
