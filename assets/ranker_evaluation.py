@@ -51,7 +51,7 @@ EvaluationAssetConfig = dagster_config(
     exclude=nested("base", RANKER_TRAINING_EXCLUDED),
 )
 REPORTED = ("ranker", "prior", "best_prior", "prior_size", "prior_source_accuracy", "probe", "nearest", "nearest_source_profile", "source_similarity", "weight_neighbours",
-            "source+weights", "logme", "two_stage",
+            "source+weights", "logme", "probe+prior", "probe+logme+prior", "best_all_pass", "two_stage",
             "oracle_nearest")
 
 
@@ -124,6 +124,7 @@ def ranker_evaluation(
                          "variant_validation": result.variant_validation,
                          "selected_shortlist": result.selected_shortlist,
                          "selected_priors": result.selected_priors, "selected_budget": result.selected_budget,
+                         "selected_all_pass": result.selected_all_pass,
                          "n_folds": len(folds), "n_datasets": len(data.dataset_names),
                          "n_models": len(data.model_names), "has_forward_baselines": data.logme is not None}
 
@@ -143,6 +144,7 @@ def ranker_evaluation(
         "two_stage_shortlist": s.get("selected_shortlist", ""),
         "best_prior": MetadataValue.json(s.get("selected_priors", {})),
         "budget_setting": s.get("selected_budget", ""),
+        "best_all_pass": s.get("selected_all_pass", ""),
         "n_folds": s["n_folds"],
         "n_datasets": s["n_datasets"],
         "n_models": s["n_models"],

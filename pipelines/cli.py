@@ -205,10 +205,12 @@ def print_evaluation(store: ArtifactStore) -> None:
     budgets = sorted((m for m in summary["method"] if m.startswith("budget@")), key=lambda m: int(m[7:]))
     methods = ["random", "prior", "prior_size", "prior_source_accuracy", "best_prior", "nearest",
                "nearest_source_profile", "source_similarity", "weight_neighbours", "source+weights", "h_score",
-               "logme", "probe", "ranker", "two_stage", "two_stage_coverage", *budgets, "oracle_nearest"]
+               "logme", "probe", "probe+prior", "probe+logme+prior", "best_all_pass", "ranker", "two_stage",
+               "two_stage_coverage", *budgets, "oracle_nearest"]
     click.echo(f"\nheld-out evaluation (ranker_evaluation; reported ranker variant chosen on validation: "
                f"{saved['selected_variant']}; two_stage = {saved.get('selected_shortlist') or 'its top k'}; "
-               f"best_prior = {saved.get('selected_priors', {})}; budget@k = k forward passes, "
+               f"best_prior = {saved.get('selected_priors', {})}; "
+               f"best_all_pass = {saved.get('selected_all_pass') or '-'}; budget@k = k forward passes, "
                f"{saved.get('selected_budget', '')}); weighted tau truth-ordered, means ± std over folds; "
                "oracle_nearest reads the test truth (a ceiling, not a method):")
     click.echo(summary_markdown(summary, methods))

@@ -175,7 +175,7 @@ def test_a_bad_checkpoint_spoils_only_itself_and_the_command_says_so_in_one_line
         instance.delete_dynamic_partition("models", "aaa_empty")
 
 
-def test_the_ranking_benchmark_reads_the_materialized_evaluation_only_if_its_config_matches(planned):
+def test_the_ranking_benchmark_reads_the_materialized_evaluation_only_if_its_config_matches(planned, capsys):
     import argparse
 
     import pandas as pd
@@ -188,6 +188,17 @@ def test_the_ranking_benchmark_reads_the_materialized_evaluation_only_if_its_con
     saved = materialized(store, "ranker_evaluation").load()
     assert result.selected_variant == saved["selected_variant"] and config["models_folds"] == 2
     assert result.selected_all_pass == saved["selected_all_pass"] != ""  # every choice validation made, read back
+    from dagster import AssetKey
+
+    from pipelines.cli import print_evaluation
+
+    event = planned["instance"].get_latest_materialization_event(AssetKey("ranker_evaluation"))
+    metadata = event.asset_materialization.metadata
+    assert metadata["best_all_pass"].value == result.selected_all_pass  # the UI names the bar a budget is paired against
+    assert "family_best_all_pass_wtau" in metadata and "family_probe+logme+prior_wtau" in metadata
+    print_evaluation(store)  # what `modelrec demo` prints after the run
+    printed = capsys.readouterr().out
+    assert f"best_all_pass = {result.selected_all_pass}" in printed and "| probe+logme+prior |" in printed
     summary = result.summary("test").reset_index(drop=True)
     pd.testing.assert_frame_equal(summary, pd.DataFrame(saved["summary"])[summary.columns], check_dtype=False)
     world = planned["world"]
