@@ -222,6 +222,24 @@ def test_a_budget_of_forward_passes_measures_k_models_once_and_shares_the_scored
     assert {"ranker", "budget"} <= set(summary)  # a labelled dataset: both rankings' metrics, side by side
     plain = current_artifact(store, "model_recommendations", world.dataset_names[2]).load()
     assert "measured" not in plain  # without a budget, the table is the ranker's, as before
+    # 1b. the other rule a user can pick: uncertainty sampling measures what the ranker's history knows least
+    import dataclasses
+
+    from ml_core.ranking import RecommendationConfig, budgeted_ranking
+    uncertain = json.loads(json.dumps(config))
+    uncertain["ops"]["model_recommendations"]["config"]["budget_selection"] = "uncertainty"
+    records = materialize_all(instance, resources=resources, run_config=uncertain, stages=stages,
+                              only_partitions={"datasets": [scored]})
+    assert [r.cache_hit for r in records] == [False] and calls == []  # another config; the cells are cached
+    picked = current_artifact(store, "model_recommendations", scored).load()
+    picked = picked[picked["measured"] >= 0].sort_values("measured")["model"].tolist()
+    models = sorted(table["model"])
+    history = current_artifact(store, "ranking_transformer", None).load().history(models)
+    rule = dataclasses.replace(RecommendationConfig(forward_passes=3).budget(), selection="uncertainty")
+    expected = budgeted_ranking(history, lambda j: probes[models[j]]["probe"], rule)
+    assert picked == [models[j] for j in expected.measured] and len(picked) == 3
+    default = budgeted_ranking(history, lambda j: probes[models[j]]["probe"], RecommendationConfig(forward_passes=3).budget())
+    assert picked != [models[j] for j in default.measured]  # the rule reached the asset: expected gain picks others
     # 2. a dataset whose cells were never scored: exactly k forward passes, with the same results
     cell_dir = store.root_path / cells_module.CELL_ASSET / unscored
     features_dir = store.root_path / features_module.FEATURES_ASSET / unscored
