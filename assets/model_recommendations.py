@@ -138,10 +138,10 @@ def model_recommendations(
         cells = {c.key: c for c in zoo_cells(zoo.entries(), store.fingerprints.file_sha256) if c.key in model_embeddings}
         inputs |= {"dataset": dataset_fp} | column_inputs(list(cells.values()))
         images = dataset_images(entry.path, scoring)
-        proxy = recommendation_config.budget_proxy
+        proxies = recommendation_config.proxies()
 
         def measure_model(models: list[str]):  # noqa: ANN202 - the measure the budgeted mode calls
-            def measure(j: int) -> float:
+            def measure(j: int) -> float | tuple[float, ...]:
                 cell = cells.get(models[j])
                 if cell is None or cell.card is None:
                     context.log.warning(f"{models[j]}: cannot be measured ({cell.problem if cell else 'not in the zoo'})")
@@ -150,9 +150,11 @@ def model_recommendations(
                 if "error" in outcome:
                     context.log.warning(f"{models[j]}: not measured on {dataset_key}: {outcome['error']}")
                     return float("nan")
-                context.log.info(f"measured {models[j]} on {dataset_key}: {proxy} {outcome[proxy]:.4f}"
-                                 f"{' (cached)' if hit else ''}")
-                return float(outcome[proxy])
+                values = tuple(float(outcome[proxy]) for proxy in proxies)
+                context.log.info(f"measured {models[j]} on {dataset_key}: "
+                                 + ", ".join(f"{p} {v:.4f}" for p, v in zip(proxies, values, strict=True))
+                                 + (" (cached)" if hit else ""))
+                return values if len(values) > 1 else values[0]
 
             return measure
 

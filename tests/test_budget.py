@@ -13,7 +13,7 @@ from ml_core.ground_truth.transferability import probe_accuracy
 from ml_core.metrics import spearman, weighted_tau
 from ml_core.ranking import BudgetConfig, budgeted_ranking
 from ml_core.ranking.baselines import attribute_prior, data_free_prior
-from ml_core.ranking.budget import GaussianZoo, dataset_weights, expected_gain
+from ml_core.ranking.budget import GaussianZoo, combined_values, dataset_weights, expected_gain
 from ml_core.ranking.baselines.prior import minmax_rows
 from tests.test_evaluation import _toy_data
 
@@ -124,9 +124,44 @@ def test_uncertainty_sampling_measures_what_the_history_knows_least_and_learns_t
     assert chasing.measured != run.measured
 
 
+def test_a_second_proxy_is_mapped_onto_the_first_ones_scale_over_the_measured_models():
+    probe = np.array([0.5, 0.7, 0.6, 0.9])
+    logme = np.array([-1.0, 0.5, -0.2, 2.0])
+    np.testing.assert_allclose(combined_values(probe, 0.5), probe)  # one proxy: as measured
+    np.testing.assert_allclose(combined_values(np.c_[probe, logme], 0.0), probe)
+    np.testing.assert_allclose(combined_values(np.c_[probe[:1], logme[:1]], 0.5), probe[:1])  # one model: no scale
+    np.testing.assert_allclose(combined_values(np.c_[probe, np.ones(4)], 0.5), probe)  # no spread: no opinion
+    both = combined_values(np.c_[probe, logme], 0.5)
+    mapped = 2 * both - probe  # the second proxy on the probe's scale: its mean and spread, LogME's order
+    assert mapped.mean() == pytest.approx(probe.mean()) and mapped.std() == pytest.approx(probe.std())
+    assert spearman(mapped, logme) == pytest.approx(1.0)
+    # LogME's own scale does not matter (it changes from dataset to dataset): only its order and spacing
+    np.testing.assert_allclose(combined_values(np.c_[probe, 40 * logme - 3], 0.5), both)
+
+
+def test_two_proxies_of_one_pass_with_independent_errors_rank_better_than_the_first_alone():
+    history = _history()
+    target = np.linspace(0.3, 0.9, 20)[::-1] + 0.01 * np.sin(np.arange(20))
+    alone, together = [], []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        probe = target + rng.normal(scale=0.08, size=20)
+        logme = 5.0 * target - 2.0 + rng.normal(scale=0.4, size=20)  # another scale, its own errors
+        config = BudgetConfig(passes=20, method="gaussian", noise=0.05, shrinkage=0.2, second_weight=0.5)
+        run = budgeted_ranking(history, lambda j: (probe[j], logme[j]), config)
+        assert run.values == pytest.approx(probe[run.measured].tolist())  # what was measured, as it was
+        assert run.second == pytest.approx(logme[run.measured].tolist())
+        together.append(weighted_tau(target, run.scores))
+        first = budgeted_ranking(history, lambda j: probe[j], dataclasses.replace(config, second_weight=0.0))
+        alone.append(weighted_tau(target, first.scores))
+    assert np.mean(together) > np.mean(alone) + 0.02
+    with pytest.raises(ValueError, match="two values"):
+        budgeted_ranking(history, lambda j: probe[j], BudgetConfig(passes=2, second_weight=0.5))
+
+
 @pytest.mark.parametrize("change", [{"passes": -1}, {"measured_weight": 1.5}, {"strength": -1.0},
                                     {"selection": "random"}, {"method": "oracle"}, {"noise": 0.0},
-                                    {"shrinkage": 2.0}])
+                                    {"shrinkage": 2.0}, {"second_weight": 1.0}, {"second_weight": -0.1}])
 def test_budget_config_rejects_nonsense(change):
     with pytest.raises(ValueError):
         dataclasses.replace(BudgetConfig(), **change)
@@ -191,7 +226,10 @@ def test_evaluation_reports_the_priors_the_probe_and_a_budget_curve_chosen_on_va
     chosen_bar = rows[(rows["method"] == result.selected_all_pass) & (rows["protocol"] == "family")]
     assert sorted(bar["weighted_tau_truth"]) == sorted(chosen_bar["weighted_tau_truth"])
     rule = result.selected_budget.split(" ")[0]
-    assert rule.split(":")[0] in ("probe", "logme") and f"budget:{rule}@1" in methods
+    assert rule.split(":")[0] in ("probe", "logme", "probe+logme") and f"budget:{rule}@1" in methods
+    # both proxies of one pass: read on the probe's accuracy scale, so the Gaussian only
+    assert {"budget:probe+logme:expected_gain:gaussian@2", "budget:probe+logme:uncertainty:gaussian@1"} <= methods
+    assert not any(m.startswith("budget:probe+logme") and "mixture" in m for m in methods)
 
 
 class _Prior:  # a stand-in trained ranker: the fold's data-free prior

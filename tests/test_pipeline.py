@@ -240,6 +240,23 @@ def test_a_budget_of_forward_passes_measures_k_models_once_and_shares_the_scored
     assert picked == [models[j] for j in expected.measured] and len(picked) == 3
     default = budgeted_ranking(history, lambda j: probes[models[j]]["probe"], RecommendationConfig(forward_passes=3).budget())
     assert picked != [models[j] for j in default.measured]  # the rule reached the asset: expected gain picks others
+    # 1c. both proxies of each pass (probe and LogME from the same cached features): no forward pass either
+    both = json.loads(json.dumps(config))
+    both["ops"]["model_recommendations"]["config"].update(budget_proxy="probe+logme", forward_passes=len(models))
+    records = materialize_all(instance, resources=resources, run_config=both, stages=stages,
+                              only_partitions={"datasets": [scored]})
+    assert [r.cache_hit for r in records] == [False] and calls == []
+    ranked = current_artifact(store, "model_recommendations", scored).load().set_index("model")
+    rule = RecommendationConfig(forward_passes=len(models), budget_proxy="probe+logme").budget()
+    assert rule.second_weight > 0
+    expected = budgeted_ranking(history, lambda j: (probes[models[j]]["probe"], probes[models[j]]["logme"]), rule)
+    np.testing.assert_allclose(ranked.loc[models, "score"], expected.scores)  # the ranking is the two-proxy one
+    got = ranked[ranked["measured"] >= 0].sort_values("measured")
+    assert got.index.tolist() == [models[j] for j in expected.measured]
+    assert got["measured_value"].tolist() == pytest.approx([probes[m]["probe"] for m in got.index])  # the probe's
+    probe_only = budgeted_ranking(history, lambda j: probes[models[j]]["probe"],
+                                  RecommendationConfig(forward_passes=len(models)).budget())
+    assert not np.allclose(expected.scores, probe_only.scores)  # LogME changed the ranking (every model measured)
     # 2. a dataset whose cells were never scored: exactly k forward passes, with the same results
     cell_dir = store.root_path / cells_module.CELL_ASSET / unscored
     features_dir = store.root_path / features_module.FEATURES_ASSET / unscored

@@ -26,7 +26,8 @@ leave-models-out) and is scored against the measured accuracies:
   LogME and the probe come from the same forward pass); ``best_all_pass`` is whichever of the four
   validation prefers (leave-family-out), the bar a budget of forward passes is measured against;
 * ``budget@<k>`` -- a budget of ``k`` forward passes (:mod:`ml_core.ranking.budget`; leave-family-out
-  only): ``k`` models measured one at a time by a proxy (the linear probe or LogME), the others
+  only): ``k`` models measured one at a time by a proxy (the linear probe, LogME, or both from the same
+  pass, ``probe+logme``), the others
   predicted from how the training datasets' results co-vary with the measured ones; ``k = 0`` is the
   prior. The proxy, the choice of the next model and the two strengths are chosen on validation
   (``budget:<proxy>:<selection>@<k>``: the best setting of each proxy and selection rule, the ablation);
@@ -210,7 +211,8 @@ class EvaluationConfig:
     passes evaluated (0: a fifth of the zoo), with the grid that validation chooses from: the mixture's
     ``budget_strengths`` x ``budget_blends`` (:class:`~ml_core.ranking.BudgetConfig`'s ``strength`` and
     ``measured_weight``), the Gaussian's ``budget_noises`` x ``budget_shrinkages`` (for the probe, an
-    accuracy), each with every rule of ``budget_selections``. ``seed`` seeds the folds and every variant's
+    accuracy), each with every rule of ``budget_selections``; ``budget_second_weight``: LogME's weight beside
+    the probe for the proxy ``probe+logme`` (both from one pass). ``seed`` seeds the folds and every variant's
     training (``base``'s own seeds are replaced by it).
     """
 
@@ -227,6 +229,7 @@ class EvaluationConfig:
     budget_noises: tuple[float, ...] = (0.02, 0.05, 0.1)
     budget_shrinkages: tuple[float, ...] = (0.0, 0.2, 0.5)
     budget_selections: tuple[str, ...] = ("expected_gain", "top", "uncertainty")
+    budget_second_weight: float = 0.5
     seed: int = 0
 
     def ranker_variants(self) -> dict[str, RankerTrainingConfig]:
@@ -394,6 +397,8 @@ def evaluate_fold(
                             len(eval_idx), float(np.nansum(fwd[eval_idx])))
             if not held:  # a budget of forward passes reads the history, which new models do not have
                 proxies = {"probe": data.probe, "logme": data.logme}
+                if data.probe is not None and data.logme is not None:  # both read off the same features
+                    proxies[BOTH_PROXIES] = np.stack([data.probe, data.logme], axis=-1)
                 for proxy, table in proxies.items():
                     if table is not None:
                         rows.extend(_budget_rows(base, acc, train_acc, table[r], fwd, proxy, config))
@@ -438,20 +443,25 @@ def evaluate_fold(
 
 
 BUDGET_GRID = "budget_grid"  # rows of every budget setting; validation picks one per proxy and rule
+BOTH_PROXIES = "probe+logme"  # each pass measures both; the probe is the accuracy the Gaussian reads
 
 
 def budget_settings(config: EvaluationConfig, proxy: str) -> list[tuple[str, BudgetConfig]]:
     """``(name, config)`` of every budget setting of the grid for ``proxy`` (the passes are set per fold):
-    ``<selection>:mixture:s<strength>:b<blend>``, and for the probe ``<selection>:gaussian:n<noise>:r<shrinkage>``."""
+    ``<selection>:mixture:s<strength>:b<blend>`` (the probe, LogME), and, for a proxy on the history's
+    accuracy scale (the probe, and the probe with LogME blended in by ``budget_second_weight``),
+    ``<selection>:gaussian:n<noise>:r<shrinkage>``."""
     settings = []
+    second = config.budget_second_weight if proxy == BOTH_PROXIES else 0.0
     for selection in config.budget_selections:
-        settings += [(f"{selection}:mixture:s{strength:g}:b{blend:g}",
-                      BudgetConfig(passes=0, strength=strength, measured_weight=blend, selection=selection))
-                     for strength in config.budget_strengths for blend in config.budget_blends]
-        if proxy == "probe":  # an accuracy: the Gaussian reads it on the history's scale
+        if proxy != BOTH_PROXIES:
+            settings += [(f"{selection}:mixture:s{strength:g}:b{blend:g}",
+                          BudgetConfig(passes=0, strength=strength, measured_weight=blend, selection=selection))
+                         for strength in config.budget_strengths for blend in config.budget_blends]
+        if proxy in ("probe", BOTH_PROXIES):  # an accuracy: the Gaussian reads it on the history's scale
             settings += [(f"{selection}:gaussian:n{noise:g}:r{shrinkage:g}",
                           BudgetConfig(passes=0, method="gaussian", noise=noise, shrinkage=shrinkage,
-                                       selection=selection))
+                                       selection=selection, second_weight=second))
                          for noise in config.budget_noises for shrinkage in config.budget_shrinkages]
     return settings
 
@@ -464,7 +474,8 @@ def budget_passes(config: EvaluationConfig, n_models: int) -> int:
 def _budget_rows(base: dict[str, Any], accuracy: np.ndarray, history: np.ndarray, proxy_values: np.ndarray,
                  forward_seconds: np.ndarray, proxy: str, config: EvaluationConfig) -> list[dict[str, Any]]:
     """Rows ``budget_grid:<proxy>:<setting>@<k>`` for ``k = 1..`` :func:`budget_passes` of one dataset:
-    each pass measures one model's cached ``proxy_values (N,)`` (its forward pass's seconds counted).
+    each pass measures one model's cached ``proxy_values (N,)``, or ``(N, 2)`` for two proxies of the same
+    pass (its forward pass's seconds counted).
 
     A grid row holds only the weighted tau validation chooses by, with the accuracies and scores it came
     from (``_accuracy`` / ``_scores``), so that :func:`select_budget` computes every metric of the chosen

@@ -23,6 +23,12 @@ meta-learn from how models' results co-vary across past datasets:
   (15 datasets cannot estimate a 25 x 25 covariance). A measurement is the model's accuracy plus noise of
   standard deviation ``noise``; the ranking is the posterior mean (kriging: the measured models
   included, each trusted as far as the noise allows), the uncertainty the posterior spread.
+* **two proxies from one pass.** A forward pass gives the model's features, and both the linear probe
+  and LogME are read off them. With ``second_weight > 0`` the measure returns both (``(probe, logme)``):
+  the second is mapped onto the first's scale over the models measured so far (matching their mean and
+  spread; LogME's scale is not an accuracy's and changes from dataset to dataset) and blended in by that
+  weight before the history is conditioned on it. Two opinions with partly independent errors, at no
+  extra cost: running every model is strongest when the probe and LogME are summed (README).
 * **which model to measure next**: ``"expected_gain"`` -- the expected improvement over the best model
   found so far, ``E[max(0, y_j - y_best)]`` under ``N(mean_j, std_j)`` (the first pass goes to the
   predicted best); ``"top"`` -- greedily the predicted best not yet measured; ``"uncertainty"`` -- the
@@ -57,7 +63,8 @@ class BudgetConfig:
     measured correlations pick the history's datasets) and ``measured_weight`` (a measured model's own
     value against its prediction, in [0, 1]); for ``"gaussian"``, ``noise`` (a measurement's standard
     deviation, in accuracy) and ``shrinkage`` (of the models' covariance towards its diagonal, in [0, 1]);
-    ``selection``: how the next model to measure is chosen."""
+    ``selection``: how the next model to measure is chosen; ``second_weight`` (in [0, 1)): the weight of
+    a second proxy of the same pass (the measure then returns two values), see the module docstring."""
 
     passes: int = 5
     method: Method = "mixture"
@@ -66,6 +73,7 @@ class BudgetConfig:
     noise: float = 0.05
     shrinkage: float = 0.5
     selection: Selection = "expected_gain"
+    second_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.passes < 0:
@@ -78,6 +86,8 @@ class BudgetConfig:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
         if self.method not in ("mixture", "gaussian"):
             raise ValueError(f"method must be 'mixture' or 'gaussian', got {self.method!r}")
+        if not 0.0 <= self.second_weight < 1.0:
+            raise ValueError(f"second_weight must be in [0, 1), got {self.second_weight}")
         if self.noise <= 0 or not 0.0 <= self.shrinkage <= 1.0:
             raise ValueError(f"noise must be > 0 and shrinkage in [0, 1], got {self.noise}, {self.shrinkage}")
 
@@ -85,7 +95,8 @@ class BudgetConfig:
 @dataclass
 class BudgetedRanking:
     """``scores (N,)`` (higher = better); ``measured``: model indices in the order they were measured, with
-    their proxy ``values``; ``weights (T,)``: the final weight of each history dataset (the mixture only;
+    their proxy ``values`` (the first proxy's, as measured) and ``second`` (the second proxy's, when the
+    measure returned two); ``weights (T,)``: the final weight of each history dataset (the mixture only;
     None for the Gaussian); ``mean`` / ``std`` ``(N,)``: the history's prediction; ``trace``: the scores after 0, 1, ..., ``passes`` passes (a run
     with budget ``k`` is the first ``k`` passes of a longer one: each choice sees only what came before)."""
 
@@ -93,6 +104,7 @@ class BudgetedRanking:
     trace: list[np.ndarray] = field(default_factory=list)
     measured: list[int] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
+    second: list[float] = field(default_factory=list)
     weights: np.ndarray | None = None
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
@@ -138,6 +150,21 @@ def history_prediction(norm: np.ndarray, weights: np.ndarray) -> tuple[np.ndarra
     fill_mean = np.nanmean(mean) if np.any(~np.isnan(mean)) else 0.5
     fill_std = np.nanmax(std) if np.any(~np.isnan(std)) else 0.5
     return np.where(np.isnan(mean), fill_mean, mean), np.where(np.isnan(std), fill_std, std)
+
+
+def combined_values(values: np.ndarray, second_weight: float) -> np.ndarray:
+    """``(k,)`` values to condition the history on, from ``values (k,)`` or ``(k, 2)`` (two proxies of the
+    same pass): the first, blended by ``second_weight`` with the second mapped onto the first's mean and
+    spread over the ``k`` measured models (below two models, or without spread, the first alone)."""
+    v = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
+    first = v[:, 0]
+    if v.shape[1] < 2 or second_weight == 0 or len(v) < 2:
+        return first
+    second = v[:, 1]
+    if first.std() == 0 or second.std() == 0:
+        return first
+    mapped = first.mean() + (second - second.mean()) / second.std() * first.std()
+    return (1 - second_weight) * first + second_weight * mapped
 
 
 def blended_scores(mean: np.ndarray, measured: list[int], values: list[float], measured_weight: float) -> np.ndarray:
@@ -233,26 +260,34 @@ def _predictor(history: np.ndarray, config: BudgetConfig) -> Callable[[list[int]
     return mixture
 
 
-def budgeted_ranking(history: np.ndarray, measure: Callable[[int], float], config: BudgetConfig) -> BudgetedRanking:
+Measurement = float | tuple[float, float]
+
+
+def budgeted_ranking(history: np.ndarray, measure: Callable[[int], Measurement], config: BudgetConfig) -> BudgetedRanking:
     """Rank ``N`` models for a target from ``history (T, N)`` (the training datasets' accuracies, NaN =
     unknown) and at most ``config.passes`` calls of ``measure(j)`` (model ``j``'s proxy value on the
-    target, higher = better; NaN: it could not be measured, and counts as a spent pass)."""
+    target, higher = better, or, with ``config.second_weight > 0``, its two proxy values from the same pass;
+    NaN: it could not be measured, and counts as a spent pass)."""
     predict = _predictor(history, config)
     measured: list[int] = []
-    values: list[float] = []
-    scores, mean, std, weights = predict(measured, values)
+    raw: list[np.ndarray] = []
+    scores, mean, std, weights = predict(measured, [])
     trace = [scores]
     tried: set[int] = set()
     for _ in range(min(config.passes, len(scores))):
         choice = _next_model(trace[-1], std, measured, tried, config.selection)
         tried.add(choice)
-        value = float(measure(choice))
-        if math.isfinite(value):
+        value = np.atleast_1d(np.asarray(measure(choice), dtype=np.float64))
+        if config.second_weight > 0 and len(value) < 2:
+            raise ValueError("second_weight > 0 needs a measure that returns two values per model (e.g. probe, LogME)")
+        if np.all(np.isfinite(value)):
             measured.append(choice)
-            values.append(value)
-            scores, mean, std, weights = predict(measured, values)
+            raw.append(value)
+            scores, mean, std, weights = predict(measured, list(combined_values(np.stack(raw), config.second_weight)))
         trace.append(scores)
-    return BudgetedRanking(trace[-1], trace, measured, values, weights, mean, std)
+    first = [float(v[0]) for v in raw]
+    second = [float(v[1]) for v in raw if len(v) > 1] if config.second_weight > 0 else []
+    return BudgetedRanking(trace[-1], trace, measured, first, second, weights, mean, std)
 
 
 def _next_model(current: np.ndarray, std: np.ndarray, measured: list[int], tried: set[int],

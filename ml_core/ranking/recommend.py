@@ -12,7 +12,7 @@ import pandas as pd
 from ml_core.images import DatasetTokens, dataset_descriptor
 from ml_core.metrics import ranking_report, ranks_from_scores
 from ml_core.ranking.baselines import data_free_prior
-from ml_core.ranking.budget import BudgetConfig, Method, Selection, budgeted_ranking
+from ml_core.ranking.budget import BudgetConfig, Measurement, Method, Selection, budgeted_ranking
 from ml_core.ranking.data import accuracy_matrix
 from ml_core.ranking.explain import RankingExplanation, explain_ranking
 from ml_core.ranking.shortlist import default_shortlist_size, two_stage_shortlist
@@ -65,6 +65,9 @@ def recommendation_table(
     return frame.sort_values(["rank", "model"], kind="stable").reset_index(drop=True)
 
 
+BUDGET_PROXIES = ("probe", "logme", "probe+logme")
+
+
 @dataclass(frozen=True)
 class RecommendationConfig:
     """What a recommendation shows: the models named in its summary (``top_k_shown``) and the size of the
@@ -72,7 +75,8 @@ class RecommendationConfig:
 
     ``forward_passes`` is the budget: 0 ranks with the trained ranker alone (no forward pass); ``k > 0``
     measures ``k`` models on the dataset's labelled training images, one at a time, by ``budget_proxy``
-    (``"probe"``: a 4-fold linear probe, or ``"logme"``) and ranks the zoo by the budgeted mode
+    (``"probe"``: a 4-fold linear probe, ``"logme"``, or ``"probe+logme"``: both, read off the same
+    features, LogME blended in by ``budget_second_weight``) and ranks the zoo by the budgeted mode
     (:mod:`ml_core.ranking.budget`: what the history of the ranker's training datasets says of every
     model once the measured ones are known), with the ``budget_*`` fields as
     :class:`~ml_core.ranking.BudgetConfig`'s (``budget_blend``: its ``measured_weight``). The defaults
@@ -89,18 +93,24 @@ class RecommendationConfig:
     budget_shrinkage: float = 0.2
     budget_strength: float = 1.0
     budget_blend: float = 0.5
+    budget_second_weight: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.budget_proxy not in ("probe", "logme"):
-            raise ValueError(f"budget_proxy must be 'probe' or 'logme', got {self.budget_proxy!r}")
+        if self.budget_proxy not in BUDGET_PROXIES:
+            raise ValueError(f"budget_proxy must be one of {BUDGET_PROXIES}, got {self.budget_proxy!r}")
         if self.budget_proxy == "logme" and self.budget_method == "gaussian":
-            raise ValueError("budget_method 'gaussian' reads an accuracy: use budget_proxy 'probe', or 'mixture'")
+            raise ValueError("budget_method 'gaussian' reads an accuracy: use budget_proxy 'probe' or 'probe+logme', or 'mixture'")
         self.budget()  # validates the rest
 
     def budget(self) -> BudgetConfig:
         return BudgetConfig(passes=self.forward_passes, method=self.budget_method, strength=self.budget_strength,
                             measured_weight=self.budget_blend, noise=self.budget_noise,
-                            shrinkage=self.budget_shrinkage, selection=self.budget_selection)
+                            shrinkage=self.budget_shrinkage, selection=self.budget_selection,
+                            second_weight=self.budget_second_weight if self.budget_proxy == "probe+logme" else 0.0)
+
+    def proxies(self) -> tuple[str, ...]:
+        """The scores each measured model's pass returns, in order: ``("probe",)``, ``("logme",)`` or both."""
+        return tuple(self.budget_proxy.split("+"))
 
 
 @dataclass(frozen=True)
@@ -120,11 +130,12 @@ def recommend(
     ranks: pd.DataFrame,
     config: RecommendationConfig,
     model_sources: np.ndarray | None = None,
-    measure: Callable[[int], float] | None = None,
+    measure: Callable[[int], Measurement] | None = None,
 ) -> Recommendation:
     """Rank every model for ``dataset`` with the trained ``ranker``, or, with ``config.forward_passes > 0``,
-    by the budgeted mode, which calls ``measure(j)`` (model ``j``'s proxy value on the dataset) that many
-    times.
+    by the budgeted mode, which calls ``measure(j)`` (model ``j``'s values on the dataset of each of
+    :meth:`RecommendationConfig.proxies`: one float, or a tuple for two) that many times; ``measured_value``
+    is the first proxy's value (the probe's accuracy, unless the proxy is LogME alone).
 
     Beside the score: the data-free prior of the ranker's training datasets, the dataset's measured
     accuracies when the ground truth ``ranks`` has them (then the ranking's metrics go in the summary),
