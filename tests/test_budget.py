@@ -63,6 +63,9 @@ def test_a_model_that_cannot_be_measured_spends_its_pass_and_is_not_counted():
     failed = int(np.argmax(data_free_prior(history)))  # the first pass goes to the predicted best
     run = budgeted_ranking(history, lambda j: np.nan if j == failed else float(j), BudgetConfig(passes=4))
     assert failed not in run.measured and len(run.measured) == 3 and len(run.trace) == 5
+    pairs = budgeted_ranking(history, lambda j: np.nan if j == failed else (float(j), -float(j)),
+                             BudgetConfig(passes=4, second_weight=0.5))  # a failed pass of two proxies: one NaN
+    assert failed not in pairs.measured and len(pairs.measured) == 3 and len(pairs.second) == 3
 
 
 def test_a_measured_models_own_value_orders_it_when_fully_trusted():

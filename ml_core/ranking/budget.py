@@ -278,9 +278,9 @@ def budgeted_ranking(history: np.ndarray, measure: Callable[[int], Measurement],
         choice = _next_model(trace[-1], std, measured, tried, config.selection)
         tried.add(choice)
         value = np.atleast_1d(np.asarray(measure(choice), dtype=np.float64))
-        if config.second_weight > 0 and len(value) < 2:
-            raise ValueError("second_weight > 0 needs a measure that returns two values per model (e.g. probe, LogME)")
-        if np.all(np.isfinite(value)):
+        if np.all(np.isfinite(value)):  # else it could not be measured (NaN, of either proxy): a pass spent
+            if config.second_weight > 0 and len(value) < 2:
+                raise ValueError("second_weight > 0 needs a measure that returns two values per model (probe, LogME)")
             measured.append(choice)
             raw.append(value)
             scores, mean, std, weights = predict(measured, list(combined_values(np.stack(raw), config.second_weight)))
