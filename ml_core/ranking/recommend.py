@@ -79,8 +79,11 @@ class RecommendationConfig:
     features, LogME blended in by ``budget_second_weight``) and ranks the zoo by the budgeted mode
     (:mod:`ml_core.ranking.budget`: what the history of the ranker's training datasets says of every
     model once the measured ones are known), with the ``budget_*`` fields as
-    :class:`~ml_core.ranking.BudgetConfig`'s (``budget_blend``: its ``measured_weight``). The defaults
-    are the setting the held-out evaluation's validation folds preferred (README, "Ranking quality").
+    :class:`~ml_core.ranking.BudgetConfig`'s (``budget_blend``: its ``measured_weight``; ``budget_second_weight``:
+    its ``second_weight``, used with ``probe+logme`` only). The defaults are the setting the held-out
+    evaluation's validation folds preferred among the rules that find the best model (expected gain);
+    ``"uncertainty"`` orders the whole zoo slightly better at a worse top-1 regret (README, "The all-pass
+    bar, and uncertainty sampling").
     """
 
     top_k_shown: int = 10
