@@ -1,5 +1,6 @@
 """The whole graph, in-process on a sqlite instance in a temporary folder and through the Dagster CLI."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
 from assets.shared.artifacts import current_artifact
+from ml_core.ranking import RecommendationConfig, budgeted_ranking
 from pipelines.runner import STAGES, materialize_all
 from tests.pipeline_helpers import FAST_RUN_CONFIG, resources_for, world_env
 
@@ -223,9 +225,6 @@ def test_a_budget_of_forward_passes_measures_k_models_once_and_shares_the_scored
     plain = current_artifact(store, "model_recommendations", world.dataset_names[2]).load()
     assert "measured" not in plain  # without a budget, the table is the ranker's, as before
     # 1b. the other rule a user can pick: uncertainty sampling measures what the ranker's history knows least
-    import dataclasses
-
-    from ml_core.ranking import RecommendationConfig, budgeted_ranking
     uncertain = json.loads(json.dumps(config))
     uncertain["ops"]["model_recommendations"]["config"]["budget_selection"] = "uncertainty"
     records = materialize_all(instance, resources=resources, run_config=uncertain, stages=stages,
